@@ -1,0 +1,1 @@
+"""Applications built on the noisylabel toolkit (importable after a plain ``pip install``)."""
