@@ -1,0 +1,360 @@
+"""Plug Beta-mixture sample weighting into any scikit-learn classifier.
+
+:class:`BMMWeightedClassifier` is a meta-estimator: it estimates, for every training sample,
+the probability that its label is clean from *out-of-sample* predicted probabilities
+(cross-validation), then refits the wrapped classifier on all the data with those
+probabilities as sample weights (or, for a classifier whose ``fit`` takes no
+``sample_weight``, without the samples flagged noisy).
+"""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import Pipeline
+from sklearn.utils import get_tags
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
+
+from noisylabel.detect import clean_probability
+from noisylabel.mixture import BetaMixture
+from noisylabel.signals import get_signal
+
+__all__ = ["BMMWeightedClassifier"]
+
+_WEIGHTING = ("auto", "weight", "drop")
+
+
+def _sample_weight_key(estimator: Any) -> str | None:
+    """The ``fit`` keyword that carries sample weights to ``estimator``, or None.
+
+    ``"sample_weight"`` when ``estimator.fit`` takes it; for a :class:`~sklearn.pipeline.Pipeline`
+    whose last step takes it, ``"<step name>__sample_weight"`` (scikit-learn's routing of fit
+    parameters to pipeline steps).
+    """
+    if has_fit_parameter(estimator, "sample_weight"):
+        return "sample_weight"
+    if isinstance(estimator, Pipeline):
+        name, last = estimator.steps[-1]
+        if last not in (None, "passthrough") and _sample_weight_key(last) == "sample_weight":
+            return f"{name}__sample_weight"
+    return None
+
+
+class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
+    """Classifier that down-weights samples whose label a Beta mixture calls probably wrong.
+
+    ``fit(X, y)`` runs four steps:
+
+    1. out-of-sample predicted probabilities ``P`` (``pred_probs_``) from
+       ``cross_val_predict(clone(estimator), X, y, cv=StratifiedKFold(cv, shuffle=True,
+       random_state=random_state), method="predict_proba")``;
+    2. a per-sample signal ``S_i = s(y_i, P_i)`` (``signal="cosine"``:
+       ``S_i = P_{i,y_i} / ||P_i||_2``; ``signal="loss"``: min-max normalised cross-entropy);
+    3. a two-component :class:`~noisylabel.BetaMixture` fitted to ``S`` by EM; the clean
+       probability is the posterior of the clean component,
+       ``w_i = pi_c Beta(S_i; a_c, b_c) / sum_k pi_k Beta(S_i; a_k, b_k)``
+       (``clean_probability_``), and ``label_issues_mask_ = w < threshold``;
+    4. a clone of ``estimator`` refitted on all samples with ``sample_weight=w`` when its
+       ``fit`` accepts ``sample_weight`` (for a ``Pipeline``: when its last step does), else on the samples with ``w >= threshold``
+       (``refit_mode_`` says which).
+
+    Parameters
+    ----------
+    estimator : classifier, default=None
+        Any scikit-learn classifier with ``predict_proba``. ``None`` means
+        ``LogisticRegression(max_iter=1000)``.
+    cv : int or cross-validation splitter, default=5
+        Folds for the out-of-sample probabilities. An int gives a shuffled
+        ``StratifiedKFold`` seeded by ``random_state``; it is lowered (with a warning) to the
+        size of the smallest class that has at least two members. Samples of a class with a
+        single member cannot be held out: they get ``w = 1`` (unjudged). A splitter is used as
+        given.
+    signal : {"cosine", "loss"}, default="cosine"
+        Per-sample signal the mixture is fitted to (see :func:`noisylabel.get_signal`).
+    threshold : float in [0, 1], default=0.5
+        A sample is flagged (``label_issues_mask_``) when its clean probability is below it.
+    weighting : {"auto", "weight", "drop"}, default="auto"
+        How the refit uses the clean probabilities. ``"weight"``: ``sample_weight=w`` (an error
+        if the estimator's ``fit`` does not take ``sample_weight``); ``"drop"``: refit on the
+        unflagged samples; ``"auto"``: ``"weight"`` when possible, else ``"drop"``.
+    per_class : bool, default=False
+        Fit one mixture per class instead of one over all samples
+        (see :func:`noisylabel.clean_probability`).
+    mixture_params : dict, default=None
+        Extra keyword arguments for :class:`~noisylabel.BetaMixture` (for example
+        ``{"monotone": False}`` or ``{"max_iter": 200}``).
+    n_jobs : int, default=None
+        Parallel jobs for the cross-validation (``cross_val_predict``).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the fold shuffling when ``cv`` is an int.
+
+    Attributes
+    ----------
+    estimator_ : classifier
+        The clone of ``estimator`` refitted on all data; ``predict``, ``predict_proba`` and
+        ``score`` delegate to it. It is fitted on the encoded labels ``0..n_classes-1``.
+    classes_ : ndarray of shape (n_classes,)
+        The class labels, sorted.
+    pred_probs_ : ndarray of shape (n_samples, n_classes)
+        The out-of-sample predicted probabilities, columns in ``classes_`` order.
+    clean_probability_ : ndarray of shape (n_samples,)
+        Per-sample probability that the given label is right, in the training order.
+    label_issues_mask_ : ndarray of shape (n_samples,), dtype=bool
+        ``True`` where the label is probably wrong (``clean_probability_ < threshold``).
+    mixture_ : BetaMixture or None
+        The mixture fitted to the signal of the cross-validated samples (``None`` when too
+        few samples could be cross-validated).
+    refit_mode_ : {"weight", "drop"}
+        How the final refit used the clean probabilities.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Feature names seen in ``fit`` (only when ``X`` has string column names).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_classification
+    >>> from noisylabel import BMMWeightedClassifier
+    >>> X, y = make_classification(n_samples=300, random_state=0)
+    >>> clf = BMMWeightedClassifier(random_state=0).fit(X, y)
+    >>> clf.clean_probability_.shape
+    (300,)
+    """
+
+    def __init__(
+        self,
+        estimator: Any = None,
+        *,
+        cv: Any = 5,
+        signal: str = "cosine",
+        threshold: float = 0.5,
+        weighting: str = "auto",
+        per_class: bool = False,
+        mixture_params: dict[str, Any] | None = None,
+        n_jobs: int | None = None,
+        random_state: Any = None,
+    ) -> None:
+        self.estimator = estimator
+        self.cv = cv
+        self.signal = signal
+        self.threshold = threshold
+        self.weighting = weighting
+        self.per_class = per_class
+        self.mixture_params = mixture_params
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ helpers
+    def _base_estimator(self) -> Any:
+        if self.estimator is None:
+            return LogisticRegression(max_iter=1000)
+        return self.estimator
+
+    def _allow_nan(self) -> bool:
+        return get_tags(self._base_estimator()).input_tags.allow_nan
+
+    def __sklearn_tags__(self):  # noqa: D105 - scikit-learn's estimator-tags protocol
+        tags = super().__sklearn_tags__()
+        inner = get_tags(self._base_estimator())
+        tags.input_tags.sparse = inner.input_tags.sparse
+        tags.input_tags.allow_nan = inner.input_tags.allow_nan
+        tags.classifier_tags.multi_label = False
+        return tags
+
+    def _check_params(self) -> None:
+        if isinstance(self.cv, Integral):
+            if isinstance(self.cv, bool) or self.cv < 2:
+                raise ValueError(f"cv must be an int >= 2 or a CV splitter, got cv={self.cv!r}")
+        elif not (hasattr(self.cv, "split") and hasattr(self.cv, "get_n_splits")):
+            raise ValueError(f"cv must be an int >= 2 or a CV splitter, got cv={self.cv!r}")
+        if not isinstance(self.threshold, Real) or not 0.0 <= float(self.threshold) <= 1.0:
+            raise ValueError(f"threshold must be a number in [0, 1], got {self.threshold!r}")
+        if self.weighting not in _WEIGHTING:
+            raise ValueError(f"weighting must be one of {_WEIGHTING}, got {self.weighting!r}")
+        get_signal(self.signal)  # raises ValueError naming the known signals
+        base = self._base_estimator()
+        if not hasattr(base, "predict_proba"):
+            raise ValueError(
+                f"estimator {type(base).__name__} has no predict_proba; BMMWeightedClassifier "
+                "needs predicted probabilities (for an SVC, set probability=True)"
+            )
+        if self.weighting == "weight" and _sample_weight_key(base) is None:
+            raise ValueError(
+                f"weighting='weight' but {type(base).__name__}.fit takes no sample_weight; "
+                "use weighting='drop' or 'auto'"
+            )
+
+    def _splitter(self, y_enc: np.ndarray) -> Any:
+        if not isinstance(self.cv, Integral):
+            return self.cv
+        smallest = int(np.bincount(y_enc).min())
+        n_splits = min(int(self.cv), smallest)
+        if n_splits < int(self.cv):
+            warnings.warn(
+                f"the smallest class has {smallest} samples, fewer than cv={self.cv}; "
+                f"using {n_splits} folds",
+                UserWarning,
+                stacklevel=3,
+            )
+        return StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state)
+
+    def _out_of_sample_probs(self, X: Any, y_enc: np.ndarray, n_classes: int):
+        """Cross-validated probabilities; rows of unjudgeable samples stay NaN."""
+        n = y_enc.shape[0]
+        pred_probs = np.full((n, n_classes), np.nan)
+        counts = np.bincount(y_enc, minlength=n_classes)
+        if isinstance(self.cv, Integral):
+            judged = counts[y_enc] >= 2  # a single-member class cannot be held out
+        else:
+            judged = np.ones(n, dtype=bool)
+        present = np.unique(y_enc[judged])
+        if present.size < 2:
+            return pred_probs, np.zeros(n, dtype=bool)
+        if not judged.all():
+            warnings.warn(
+                f"{int((~judged).sum())} samples belong to classes with a single member; they "
+                "cannot be cross-validated and get clean probability 1",
+                UserWarning,
+                stacklevel=3,
+            )
+        idx = np.flatnonzero(judged)
+        X_judged = X if judged.all() else X[idx]
+        y_judged = y_enc[idx]
+        probs = cross_val_predict(
+            clone(self._base_estimator()),
+            X_judged,
+            y_judged,
+            cv=self._splitter(y_judged),
+            method="predict_proba",
+            n_jobs=self.n_jobs,
+        )
+        # cross_val_predict orders columns by the sorted labels present in y_judged
+        rows = np.zeros((idx.size, n_classes))
+        rows[:, present] = probs
+        pred_probs[idx] = rows
+        return pred_probs, judged
+
+    def _fit_mixture(self, labels: np.ndarray, pred_probs: np.ndarray) -> BetaMixture:
+        sig = get_signal(self.signal)
+        mixture = BetaMixture(clean_side=sig.clean_side, **(self.mixture_params or {}))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # clean_probability already warned on a bad fit
+            return mixture.fit(sig.fn(labels, pred_probs))
+
+    # ---------------------------------------------------------------- public API
+    def fit(self, X: Any, y: Any) -> BMMWeightedClassifier:
+        """Estimate clean probabilities by cross-validation, then refit the estimator.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,)
+            Noisy class labels (any hashable labels; at least two classes).
+
+        Returns
+        -------
+        self : BMMWeightedClassifier
+            The fitted estimator.
+        """
+        self._check_params()
+        X, y = validate_data(
+            self, X, y, accept_sparse=("csr", "csc"), ensure_all_finite=not self._allow_nan()
+        )
+        check_classification_targets(y)
+        self.classes_, y_enc = np.unique(y, return_inverse=True)
+        n_classes = self.classes_.shape[0]
+        if n_classes < 2:
+            raise ValueError(
+                f"BMMWeightedClassifier needs at least 2 classes in y, got 1 class "
+                f"({self.classes_[0]!r})"
+            )
+
+        pred_probs, judged = self._out_of_sample_probs(X, y_enc, n_classes)
+        self.pred_probs_ = pred_probs
+        w = np.ones(y_enc.shape[0])
+        self.mixture_ = None
+        if judged.any():
+            w[judged] = clean_probability(
+                y_enc[judged],
+                pred_probs[judged],
+                signal=self.signal,
+                per_class=self.per_class,
+                **(self.mixture_params or {}),
+            )
+            self.mixture_ = self._fit_mixture(y_enc[judged], pred_probs[judged])
+        self.clean_probability_ = w
+        self.label_issues_mask_ = w < self.threshold
+
+        base = self._base_estimator()
+        self.estimator_ = clone(base)
+        key = _sample_weight_key(base)
+        if key is not None and self.weighting != "drop":
+            self.refit_mode_ = "weight"
+            self.estimator_.fit(X, y_enc, **{key: w})
+            return self
+        self.refit_mode_ = "drop"
+        keep = ~self.label_issues_mask_
+        if np.unique(y_enc[keep]).size < 2:
+            warnings.warn(
+                f"dropping the {int((~keep).sum())} flagged samples would leave fewer than 2 "
+                "classes; refitting on all samples",
+                UserWarning,
+                stacklevel=2,
+            )
+            keep = np.ones_like(keep)
+        self.estimator_.fit(X[np.flatnonzero(keep)], y_enc[keep])
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities from the refitted estimator, columns in ``classes_`` order.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            A class the refit never saw (all its samples dropped) gets probability 0.
+        """
+        check_is_fitted(self)
+        X = validate_data(
+            self,
+            X,
+            reset=False,
+            accept_sparse=("csr", "csc"),
+            ensure_all_finite=not self._allow_nan(),
+        )
+        inner = self.estimator_.predict_proba(X)
+        proba = np.zeros((inner.shape[0], self.classes_.shape[0]), dtype=np.float64)
+        proba[:, self.estimator_.classes_] = inner
+        return proba
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted class labels (from ``classes_``) of the refitted estimator.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        X = validate_data(
+            self,
+            X,
+            reset=False,
+            accept_sparse=("csr", "csc"),
+            ensure_all_finite=not self._allow_nan(),
+        )
+        return self.classes_[np.asarray(self.estimator_.predict(X), dtype=np.intp)]

@@ -1,0 +1,207 @@
+"""Tests for noisylabel.sklearn: the BMMWeightedClassifier meta-estimator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import KFold, train_test_split
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from noisylabel import BetaMixture, clean_probability, symmetric_noise
+from noisylabel.sklearn import BMMWeightedClassifier
+
+
+def expected_failed_checks(estimator: BMMWeightedClassifier) -> dict[str, str]:
+    """check_estimator checks the wrapper cannot pass, with the reason (none today).
+
+    Keep this list in sync with the table in docs/plugins.md.
+    """
+    return {}
+
+
+@parametrize_with_checks(
+    [
+        BMMWeightedClassifier(),
+        BMMWeightedClassifier(KNeighborsClassifier(n_neighbors=5), cv=3),  # the drop path
+    ],
+    expected_failed_checks=expected_failed_checks,
+)
+def test_check_estimator(estimator, check, monkeypatch: pytest.MonkeyPatch) -> None:
+    # scikit-learn's array-API input check skips itself unless SCIPY_ARRAY_API is set; with it
+    # set, it runs its numpy-namespace variant (the wrapper declares no array-API support).
+    monkeypatch.setenv("SCIPY_ARRAY_API", "1")
+    check(estimator)
+
+
+def noisy_problem(seed: int, rate: float = 0.35, n: int = 600):
+    """A 3-class synthetic problem with symmetric noise on the training half."""
+    X, y = make_classification(
+        n_samples=n,
+        n_features=20,
+        n_informative=8,
+        n_classes=3,
+        n_clusters_per_class=1,
+        class_sep=1.5,
+        random_state=seed,
+    )
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.5, stratify=y, random_state=seed)
+    noisy = symmetric_noise(y_tr, rate, n_classes=3, seed=seed)
+    return X_tr, noisy, noisy != y_tr, X_te, y_te
+
+
+def test_get_params_set_params_and_clone() -> None:
+    est = BMMWeightedClassifier(LogisticRegression(C=0.5), cv=3, signal="loss", random_state=7)
+    params = est.get_params()
+    assert params["cv"] == 3 and params["signal"] == "loss" and params["estimator__C"] == 0.5
+    est.set_params(estimator__C=2.0, threshold=0.3)
+    assert est.estimator.C == 2.0 and est.threshold == 0.3
+    copy = clone(est)
+    assert copy is not est and copy.estimator is not est.estimator
+    assert copy.get_params()["estimator__C"] == 2.0
+    assert not hasattr(copy, "estimator_")
+
+
+def test_fitted_attributes_and_string_labels() -> None:
+    X_tr, noisy, is_noisy, X_te, _ = noisy_problem(0, rate=0.3)
+    names = np.array(["cat", "dog", "owl"])
+    clf = BMMWeightedClassifier(random_state=0).fit(X_tr, names[noisy])
+    n = X_tr.shape[0]
+    assert clf.classes_.tolist() == ["cat", "dog", "owl"]
+    assert clf.n_features_in_ == X_tr.shape[1]
+    assert clf.pred_probs_.shape == (n, 3)
+    np.testing.assert_allclose(clf.pred_probs_.sum(1), 1.0, atol=1e-6)
+    w = clf.clean_probability_
+    assert w.shape == (n,) and np.all((w >= 0) & (w <= 1))
+    assert clf.label_issues_mask_.dtype == bool
+    np.testing.assert_array_equal(clf.label_issues_mask_, w < clf.threshold)
+    assert isinstance(clf.mixture_, BetaMixture)
+    assert clf.refit_mode_ == "weight"
+    assert set(clf.predict(X_te)) <= set(names)
+    assert clf.predict_proba(X_te).shape == (X_te.shape[0], 3)
+    # w is in the training order: the flipped samples are the low-w ones
+    assert w[is_noisy].mean() < w[~is_noisy].mean() - 0.3
+
+
+def test_pipeline_gets_weights_through_its_last_step() -> None:
+    X_tr, noisy, *_ = noisy_problem(1)
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300))
+    clf = BMMWeightedClassifier(pipe, cv=3, random_state=0).fit(X_tr, noisy)
+    assert clf.refit_mode_ == "weight"
+
+
+def test_drop_path_for_estimator_without_sample_weight() -> None:
+    X_tr, noisy, is_noisy, X_te, y_te = noisy_problem(2)
+    clf = BMMWeightedClassifier(KNeighborsClassifier(n_neighbors=5), random_state=0)
+    clf.fit(X_tr, noisy)
+    assert clf.refit_mode_ == "drop"
+    kept = int((~clf.label_issues_mask_).sum())
+    assert 0 < kept < X_tr.shape[0]
+    assert clf.estimator_.n_samples_fit_ == kept
+    # the dropped set is mostly the flipped labels
+    assert is_noisy[clf.label_issues_mask_].mean() > 0.6
+    plain = KNeighborsClassifier(n_neighbors=5).fit(X_tr, noisy)
+    assert clf.score(X_te, y_te) > plain.score(X_te, y_te)
+
+
+def test_weighting_drop_forces_drop_even_with_sample_weight() -> None:
+    X_tr, noisy, *_ = noisy_problem(3)
+    clf = BMMWeightedClassifier(weighting="drop", cv=3, random_state=0).fit(X_tr, noisy)
+    assert clf.refit_mode_ == "drop"
+
+
+@pytest.mark.parametrize(
+    ("estimator", "rate", "margin"),
+    [
+        (LogisticRegression(max_iter=500), 0.35, 0.02),
+        (KNeighborsClassifier(n_neighbors=5), 0.35, 0.03),
+    ],
+    ids=["logreg-weight", "knn-drop"],
+)
+def test_wrapper_beats_plain_estimator_under_noise(estimator, rate, margin) -> None:
+    plain, wrapped = [], []
+    for seed in range(3):
+        X_tr, noisy, _, X_te, y_te = noisy_problem(seed, rate=rate)
+        plain.append(clone(estimator).fit(X_tr, noisy).score(X_te, y_te))
+        clf = BMMWeightedClassifier(clone(estimator), random_state=seed).fit(X_tr, noisy)
+        wrapped.append(clf.score(X_te, y_te))
+    assert np.mean(wrapped) >= np.mean(plain) + margin, (plain, wrapped)
+
+
+def test_small_classes_lower_the_folds_and_singletons_stay_unjudged() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = np.array([0] * 20 + [1] * 17 + [2] * 2 + [3])
+    X[y == 1] += 3.0
+    with pytest.warns(UserWarning) as record:
+        clf = BMMWeightedClassifier(cv=5, random_state=0).fit(X, y)
+    messages = " ".join(str(r.message) for r in record)
+    assert "using 2 folds" in messages and "single member" in messages
+    assert clf.clean_probability_[-1] == 1.0  # the single member of class 3
+    assert np.isnan(clf.pred_probs_[-1]).all()
+    assert clf.predict_proba(X).shape == (40, 4)
+
+
+def test_splitter_cv_is_used_as_given() -> None:
+    X_tr, noisy, *_ = noisy_problem(4)
+    clf = BMMWeightedClassifier(cv=KFold(3, shuffle=True, random_state=0)).fit(X_tr, noisy)
+    assert np.isfinite(clf.pred_probs_).all()
+
+
+def test_same_random_state_same_result() -> None:
+    X_tr, noisy, *_ = noisy_problem(5)
+    a = BMMWeightedClassifier(random_state=3).fit(X_tr, noisy).clean_probability_
+    b = BMMWeightedClassifier(random_state=3).fit(X_tr, noisy).clean_probability_
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"cv": 1}, "cv must be an int >= 2"),
+        ({"cv": "five"}, "cv must be an int >= 2"),
+        ({"threshold": 1.5}, r"threshold must be a number in \[0, 1\]"),
+        ({"weighting": "reweight"}, "weighting must be one of"),
+        ({"signal": "entropy"}, "unknown signal 'entropy'"),
+        ({"estimator": LinearSVC()}, "LinearSVC has no predict_proba"),
+        (
+            {"estimator": KNeighborsClassifier(), "weighting": "weight"},
+            "KNeighborsClassifier.fit takes no sample_weight",
+        ),
+    ],
+)
+def test_bad_parameters_raise_at_fit(params, match) -> None:
+    X, y = make_classification(n_samples=60, random_state=0)
+    est = BMMWeightedClassifier(**params)  # no validation in __init__
+    with pytest.raises(ValueError, match=match):
+        est.fit(X, y)
+
+
+def test_bad_inputs_raise_clear_errors() -> None:
+    X, y = make_classification(n_samples=60, random_state=0)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        BMMWeightedClassifier().fit(X, y[:-1])
+    with pytest.raises(ValueError, match="at least 2 classes in y, got 1 class"):
+        BMMWeightedClassifier().fit(X, np.zeros(60, dtype=int))
+    clf = BMMWeightedClassifier(cv=3, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="features"):
+        clf.predict(X[:, :5])
+
+
+def test_clean_probability_rejects_bad_labels_and_probabilities() -> None:
+    labels = np.array([0, 1, 2, 1])
+    probs = np.full((4, 3), 1 / 3)
+    with pytest.raises(ValueError, match=r"labels\[2\] = 3 is out of range"):
+        clean_probability(np.array([0, 1, 3, 1]), probs)
+    with pytest.raises(ValueError, match="length mismatch"):
+        clean_probability(labels[:3], probs)
+    bad = probs.copy()
+    bad[2] = [0.5, 0.5, 0.5]
+    with pytest.raises(ValueError, match="row 2 sums to 1.5"):
+        clean_probability(labels, bad)
