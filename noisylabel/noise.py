@@ -1,0 +1,280 @@
+"""Label-noise injection (symmetric, class-conditional) and EAC-format noise files.
+
+Everything is seeded (``seed`` is an int, a ``numpy.random.Generator`` or None) and returns
+numpy ``int64`` arrays; torch tensors are accepted as input without importing torch here.
+
+EAC noise files (``noise01.txt``, ``noise02.txt``, ``noise03.txt`` of
+``zyh-uaiaaaa/Erasing-Attention-Consistency``) have RAF-DB's label-file format, training images
+only::
+
+    train_00001.jpg 5
+
+with 1-based labels. :func:`read_noise_file` returns 0-based labels aligned with a given list of
+names; :func:`write_noise_file` writes the same format, so the two round-trip.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from noisylabel._backend import is_tensor
+
+__all__ = [
+    "symmetric_noise",
+    "symmetric_matrix",
+    "transition_noise",
+    "read_noise_file",
+    "write_noise_file",
+]
+
+
+def _as_labels(labels: Any, n_classes: int | None) -> np.ndarray:
+    if is_tensor(labels):
+        labels = labels.detach().cpu().numpy()
+    arr = np.asarray(labels)
+    if arr.ndim != 1:
+        raise ValueError(f"labels: expected a 1-d array, got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        if not np.issubdtype(arr.dtype, np.floating) or not np.all(np.mod(arr, 1) == 0):
+            raise ValueError(f"labels: expected integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if n_classes is not None and arr.size:
+        bad = np.flatnonzero((arr < 0) | (arr >= n_classes))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"labels[{i}] = {arr[i]} outside 0..{n_classes - 1}")
+    return arr
+
+
+def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def symmetric_noise(
+    labels: Any,
+    rate: float,
+    n_classes: int,
+    mode: str = "exact",
+    seed: int | np.random.Generator | None = None,
+) -> np.ndarray:
+    """Symmetric label noise: a flipped label goes to a uniformly random *other* class.
+
+    ``mode="exact"`` flips exactly ``k = floor(rate * N + 1/2)`` samples chosen uniformly without
+    replacement; ``mode="bernoulli"`` flips each sample independently with probability ``rate``
+    (the count is Binomial(N, rate)). A flipped label becomes ``(y + r) mod C`` with ``r``
+    uniform on ``1..C-1``, so it is never the original and uniform over the others; the
+    transition matrix is ``T = (1 - rate) I + rate / (C - 1) (1 - I)``.
+
+    Parameters
+    ----------
+    labels : array-like or tensor of int, shape (N,)
+        Clean labels in ``0..n_classes-1``.
+    rate : float
+        Noise rate in [0, 1].
+    n_classes : int
+        Number of classes C (>= 2).
+    mode : "exact" or "bernoulli"
+    seed : int, numpy Generator or None
+
+    Returns
+    -------
+    np.ndarray of int64, shape (N,)
+        Noisy labels (a new array; the input is not modified).
+    """
+    if n_classes < 2:
+        raise ValueError(f"n_classes={n_classes}: symmetric noise needs at least 2 classes")
+    if not 0.0 <= float(rate) <= 1.0 or rate != rate:
+        raise ValueError(f"rate={rate}: must be in [0, 1]")
+    if mode not in ("exact", "bernoulli"):
+        raise ValueError(f"mode={mode!r}: must be 'exact' or 'bernoulli'")
+    y = _as_labels(labels, n_classes)
+    rng = _rng(seed)
+    n = y.size
+    if mode == "exact":
+        k = int(np.floor(rate * n + 0.5))
+        flip = np.zeros(n, dtype=bool)
+        flip[rng.choice(n, size=k, replace=False)] = True
+    else:
+        flip = rng.random(n) < rate
+    noisy = y.copy()
+    shift = rng.integers(1, n_classes, size=int(flip.sum()))
+    noisy[flip] = (y[flip] + shift) % n_classes
+    return noisy
+
+
+def symmetric_matrix(n_classes: int, rate: float) -> np.ndarray:
+    """Transition matrix of symmetric noise: ``T = (1 - rate) I + rate / (C - 1) (1 - I)``.
+
+    Returns
+    -------
+    np.ndarray float64 (C, C), rows sum to 1.
+    """
+    if n_classes < 2:
+        raise ValueError(f"n_classes={n_classes}: need at least 2 classes")
+    if not 0.0 <= float(rate) <= 1.0:
+        raise ValueError(f"rate={rate}: must be in [0, 1]")
+    off = rate / (n_classes - 1)
+    return np.full((n_classes, n_classes), off) + np.eye(n_classes) * (1.0 - rate - off)
+
+
+def _check_transition(T: Any, atol: float) -> np.ndarray:
+    if is_tensor(T):
+        T = T.detach().cpu().numpy()
+    T = np.asarray(T, dtype=np.float64)
+    if T.ndim != 2 or T.shape[0] != T.shape[1] or T.shape[0] < 1:
+        raise ValueError(f"T: expected a square (C, C) matrix, got shape {T.shape}")
+    if not np.all(np.isfinite(T)):
+        r, c = np.argwhere(~np.isfinite(T))[0]
+        raise ValueError(f"T[{r}, {c}] = {T[r, c]} is not finite")
+    if np.any(T < 0):
+        r, c = np.argwhere(T < 0)[0]
+        raise ValueError(f"T[{r}, {c}] = {T[r, c]} is negative")
+    sums = T.sum(axis=1)
+    bad = np.flatnonzero(np.abs(sums - 1.0) > atol)
+    if bad.size:
+        r = int(bad[0])
+        raise ValueError(f"T row {r} sums to {sums[r]:.6g}, not 1 (rows are P(noisy | true))")
+    return T
+
+
+def transition_noise(
+    labels: Any,
+    T: Any,
+    seed: int | np.random.Generator | None = None,
+    atol: float = 1e-6,
+) -> np.ndarray:
+    """Class-conditional noise: the noisy label of a sample of class ``i`` is drawn from ``T[i]``.
+
+    ``P(noisy = j | true = i) = T[i, j]``; sampled by inverse CDF, one uniform per sample.
+
+    Parameters
+    ----------
+    labels : array-like or tensor of int, shape (N,)
+        Clean labels in ``0..C-1``.
+    T : array-like (C, C)
+        Row-stochastic transition matrix (non-negative, finite, rows summing to 1 within atol).
+    seed : int, numpy Generator or None
+    atol : float
+        Tolerance on the row sums.
+
+    Returns
+    -------
+    np.ndarray of int64, shape (N,)
+    """
+    T = _check_transition(T, atol)
+    y = _as_labels(labels, T.shape[0])
+    rng = _rng(seed)
+    cdf = np.cumsum(T / T.sum(axis=1, keepdims=True), axis=1)
+    cdf[:, -1] = 1.0  # guard against rounding: every u < 1 lands in some class
+    u = rng.random(y.size)
+    # first class whose cumulative probability exceeds u (classes with T = 0 are never chosen)
+    return np.argmax(u[:, None] < cdf[y], axis=1).astype(np.int64)
+
+
+def read_noise_file(path: str | os.PathLike, names: Sequence[str], n_classes: int = 7
+                    ) -> np.ndarray:
+    """Read an EAC-format noise file and align its labels with ``names``.
+
+    Parameters
+    ----------
+    path : path
+        File with lines ``<name> <label>`` (1-based labels). Blank lines, trailing whitespace,
+        CRLF and a missing final newline are accepted.
+    names : sequence of str
+        Names of the split (e.g. ``FERSplit.names``); every one must appear exactly once in the
+        file, and the file must name nothing else.
+    n_classes : int
+        Labels must lie in ``1..n_classes``.
+
+    Returns
+    -------
+    np.ndarray of int64, shape (len(names),)
+        0-based noisy labels, ``out[i]`` for ``names[i]``.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    ValueError
+        Malformed line, label out of range, duplicated name, a name not in ``names``, or names
+        missing from the file; the message names the file (and the line where there is one).
+    """
+    path = Path(path)
+    index = {n: i for i, n in enumerate(names)}
+    if len(index) != len(names):
+        raise ValueError("names: contains duplicates")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"noise file not found: {path}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e})") from None
+    out = np.full(len(names), -1, dtype=np.int64)
+    first_line: dict[str, int] = {}
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2:
+            raise ValueError(f"{path}, line {lineno}: expected '<name> <label>', got {line!r}")
+        name, raw = parts
+        try:
+            label = int(raw)
+        except ValueError:
+            raise ValueError(f"{path}, line {lineno}: label {raw!r} is not an integer") from None
+        if not 1 <= label <= n_classes:
+            raise ValueError(f"{path}, line {lineno}: label {label} outside 1..{n_classes}")
+        if name in first_line:
+            raise ValueError(f"{path}, line {lineno}: duplicated name {name!r} "
+                             f"(first on line {first_line[name]})")
+        first_line[name] = lineno
+        i = index.get(name)
+        if i is None:
+            raise ValueError(f"{path}, line {lineno}: {name!r} is not in the split")
+        out[i] = label - 1
+    missing = np.flatnonzero(out < 0)
+    if missing.size:
+        shown = ", ".join(repr(names[i]) for i in missing[:5])
+        more = f" and {missing.size - 5} more" if missing.size > 5 else ""
+        raise ValueError(f"{path}: {missing.size} name(s) of the split missing from the file: "
+                         f"{shown}{more}")
+    return out
+
+
+def write_noise_file(path: str | os.PathLike, names: Sequence[str], labels: Any,
+                     n_classes: int = 7) -> Path:
+    """Write labels in EAC format: one ``<name> <label + 1>`` line per name, in the given order.
+
+    Parameters
+    ----------
+    path : path
+        Output file (parent folders are created).
+    names : sequence of str
+        Image names (no whitespace, no duplicates).
+    labels : array-like or tensor of int, shape (len(names),)
+        0-based labels in ``0..n_classes-1``.
+    n_classes : int
+
+    Returns
+    -------
+    Path
+    """
+    y = _as_labels(labels, n_classes)
+    if y.size != len(names):
+        raise ValueError(f"labels has {y.size} entries, names has {len(names)}")
+    seen: set[str] = set()
+    for i, n in enumerate(names):
+        if not n or any(c.isspace() for c in n):
+            raise ValueError(f"names[{i}] = {n!r}: empty or contains whitespace")
+        if n in seen:
+            raise ValueError(f"names[{i}] = {n!r}: duplicated")
+        seen.add(n)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{n} {int(v) + 1}\n" for n, v in zip(names, y, strict=True)))
+    return path
