@@ -319,6 +319,23 @@ def _collect_images(inputs: Sequence[str]) -> list[Path]:
     return files
 
 
+def _read_image(path: Path, size: int):
+    """One image as uint8 (3, size, size), decoded and resized as ``load_split`` does."""
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if im.size != (size, size):
+                im = im.resize((size, size), Image.Resampling.BICUBIC)
+            arr = np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"cannot read image {path}: {exc}") from None
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     import torch
 
@@ -327,7 +344,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     model, cfg, ckpt, dev = _load_for_inference(args.checkpoint, args.device)
     files = _collect_images(args.inputs)
-    images = torch.stack([fer_data.read_image(f, cfg.image_size) for f in files])
+    images = torch.stack([_read_image(f, cfg.image_size) for f in files])
     probs = predict_probs(model, images, "target", args.batch_size, dev).cpu().numpy()
     names = ckpt.get("class_names") or list(fer_data.CLASS_NAMES[: cfg.num_classes])
     sink = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115

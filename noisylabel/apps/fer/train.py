@@ -435,6 +435,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     noisy_labels = _noisy_labels(cfg, train_set)
     true_noisy = noisy_labels != true_labels
     n_train = len(true_labels)
+    noise_rate = int(true_noisy.sum()) / n_train
     on_cuda = device.type == "cuda"
     images = train_set.images.to(device)  # uint8, kept on the device for the whole run
     labels_dev = noisy_labels.to(device)
@@ -455,6 +456,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if cfg.amp and on_cuda:
         amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    augment = fer_data.BatchAugment() if cfg.augment else None  # flip, RandAugment, erasing
     noise_model = None
     if cfg.variant == "full":
         from noisylabel.noise_model import NoiseModel
@@ -486,10 +488,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
         reporter.save_config({**cfg.to_dict(), "regime": regime, "backbone_sha256": sha,
                               "device_used": str(device), "n_train": n_train,
                               "n_test": len(test_labels),
-                              "actual_noise_rate": float(true_noisy.float().mean())})
+                              "actual_noise_rate": noise_rate})
         print(f"noisylabel-fer: variant {cfg.variant}, {regime}, device {device}, "
               f"{n_train} train / {len(test_labels)} test images at {cfg.image_size} px, "
-              f"label noise {100 * float(true_noisy.float().mean()):.1f}%"
+              f"label noise {100 * noise_rate:.1f}%"
               + (f", resuming after epoch {start_epoch}" if start_epoch else ""))
 
     last_probs = None  # the noise model's input of the last epoch (for the similarity plot)
@@ -512,10 +514,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
         t0 = time.perf_counter()
         for b in range(n_batches):
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size].to(device)
-            x = images[idx]
-            if cfg.augment:
-                x = fer_data.augment_batch(x, generator=generators["augment"])
-            x = _prepare(x, device, channels_last)
+            x = augment(images[idx], generator=generators["augment"]) if augment is not None \
+                else fer_data.normalize(images[idx])
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             y = labels_dev[idx]
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
                                 enabled=amp_dtype is not None):

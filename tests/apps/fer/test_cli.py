@@ -1,0 +1,97 @@
+"""Tests of the ``noisylabel-fer`` command: train / evaluate / predict in-process, --help installed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from noisylabel.apps.fer import cli
+
+TINY = ["--image-size", "16", "--batch-size", "16", "--device", "cpu", "--no-progress",
+        "--no-tensorboard", "--seed", "1"]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_faces: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    status = cli.main(["train", "--data", str(tiny_faces), "--epochs", "2", "--noise", "0.2",
+                       "--variant", "full", "--out", str(out), *TINY])
+    assert status == 0
+    return out
+
+
+def test_train_writes_the_run_outputs(trained: Path, capsys) -> None:
+    summary = json.loads((trained / "summary.json").read_text())
+    assert summary["epochs"] == 2 and summary["variant"] == "full"
+    assert summary["regime"] == "from scratch (random initialisation)"
+    for name in ("checkpoint.pt", "metrics.csv", "config.json", "curves.png", "confusion.png",
+                 "similarity.png"):
+        assert (trained / name).is_file(), name
+    rows = list(csv.DictReader(open(trained / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    config = json.loads((trained / "config.json").read_text())
+    assert config["noise"] == 0.2 and config["epochs"] == 2 and config["pretrained"] is None
+
+
+def test_evaluate_prints_accuracy_and_class_table(trained: Path, capsys) -> None:
+    assert cli.main(["evaluate", str(trained / "checkpoint.pt"), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "test split" in out and "20 images, accuracy" in out
+    for name in ("Surprise", "Neutral", "mean class"):
+        assert name in out
+
+
+def test_predict_writes_probabilities(trained: Path, tiny_faces: Path, tmp_path: Path) -> None:
+    images = tiny_faces / "Image" / "aligned"
+    target = tmp_path / "preds.csv"
+    one = sorted(images.glob("test_*.jpg"))[0]
+    assert cli.main(["predict", str(trained / "checkpoint.pt"), str(images), str(one),
+                     "-o", str(target), "--device", "cpu"]) == 0
+    rows = list(csv.DictReader(open(target)))
+    assert len(rows) == 60 + 1
+    assert rows[0].keys() >= {"file", "prediction", "Surprise", "Neutral"}
+    for row in rows[:5]:
+        probs = [float(row[c]) for c in ("Surprise", "Fear", "Disgust", "Happiness", "Sadness",
+                                         "Anger", "Neutral")]
+        assert sum(probs) == pytest.approx(1.0, abs=1e-4)
+        assert row["prediction"] in row and float(row[row["prediction"]]) == max(probs)
+
+
+def test_errors_name_the_file(tmp_path: Path, capsys) -> None:
+    bogus = tmp_path / "bogus.pt"
+    bogus.write_text("nope")
+    assert cli.main(["evaluate", str(bogus)]) == 2
+    assert "bogus.pt" in capsys.readouterr().err
+    assert cli.main(["train", "--data", str(tmp_path / "nowhere"), *TINY]) == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_default_train_uses_the_cached_synthetic_set(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("NOISYLABEL_HOME", str(tmp_path))
+    monkeypatch.setattr(cli, "SYNTHETIC_DEFAULTS",
+                        {"n_train": 14, "n_test": 7, "image_size": 16, "n_identities": 3})
+    args = cli.build_parser().parse_args(["train"])
+    config = cli.train_config_from_args(args)
+    root = Path(config.data)
+    assert root.parent == tmp_path and root.name.startswith("synthetic-")
+    assert (root / "EmoLabel" / "list_patition_label.txt").is_file()
+    assert (config.noise, config.variant, config.image_size, config.epochs) == (0.3, "full", 48, 15)
+    assert config.pretrained is None
+    rafdb = cli.train_config_from_args(cli.build_parser().parse_args(["train", "--data", "x"]))
+    assert (rafdb.image_size, rafdb.epochs, rafdb.batch_size, rafdb.lr) == (100, 75, 32, 1e-3)
+
+
+def test_installed_console_script_help() -> None:
+    bindir = str(Path(sys.executable).parent)
+    exe = shutil.which("noisylabel-fer", path=bindir) or shutil.which("noisylabel-fer")
+    assert exe is not None, "noisylabel-fer is not installed (pip install .)"
+    done = subprocess.run([exe, "train", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for option in ("--data", "--noise", "--paper-exact", "--pretrained", "--resume", "--warmup"):
+        assert option in done.stdout
