@@ -1,0 +1,154 @@
+"""Per-sample signals that separate clean from noisy labels (paper eq. 3).
+
+A signal maps ``(labels, pred_probs)`` to one value in [0, 1] per sample; its
+``clean_side`` says whether clean samples sit at the high end (cosine similarity) or the
+low end (loss). :class:`noisylabel.mixture.BetaMixture` is fitted on these values.
+numpy in gives numpy out; a tensor in gives a tensor on the same device out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from noisylabel._backend import is_tensor
+from noisylabel._validation import check_pred_probs
+
+_TINY = 1e-12
+
+
+def _label_prob(labels: Any, pred_probs: Any) -> Any:
+    """p_{i, y_i} for every sample."""
+    if is_tensor(pred_probs):
+        import torch
+
+        labels = torch.as_tensor(labels, device=pred_probs.device).long()
+        return pred_probs.gather(1, labels[:, None])[:, 0]
+    labels = np.asarray(labels, dtype=np.int64)
+    return np.take_along_axis(pred_probs, labels[:, None], axis=1)[:, 0]
+
+
+def cosine_similarity(labels: Any, pred_probs: Any, *, validate: bool = True) -> Any:
+    """Cosine similarity between each prediction and the one-hot of its label.
+
+    ``S_i = cos(p_i, onehot(y_i)) = p_{i,y_i} / ||p_i||_2``, in (0, 1]; a uniform
+    prediction over C classes gives ``1 / sqrt(C)``. Clean samples have high S.
+
+    Parameters
+    ----------
+    labels : array-like or torch.Tensor of shape (N,)
+        Integer labels in ``0 .. K-1``.
+    pred_probs : array-like or torch.Tensor of shape (N, K)
+        Predicted probabilities (rows sum to 1).
+    validate : bool
+        Check the inputs with :func:`noisylabel._validation.check_pred_probs`.
+
+    Returns
+    -------
+    numpy.ndarray or torch.Tensor of shape (N,)
+        S_i, same array type (and device) as ``pred_probs``.
+    """
+    if validate:
+        pred_probs = check_pred_probs(pred_probs, labels)
+    elif not is_tensor(pred_probs):
+        pred_probs = np.asarray(pred_probs, dtype=np.float64)
+    p_y = _label_prob(labels, pred_probs)
+    if is_tensor(pred_probs):
+        norm = pred_probs.norm(dim=1)
+    else:
+        norm = np.sqrt(np.einsum("ij,ij->i", pred_probs, pred_probs))
+    if is_tensor(norm):
+        return p_y / norm.clip(min=_TINY)
+    return p_y / np.maximum(norm, _TINY)
+
+
+def normalized_loss(labels: Any, pred_probs: Any, *, validate: bool = True) -> Any:
+    """Per-sample cross-entropy, min-max normalised into [0, 1].
+
+    ``l_i = -log max(p_{i,y_i}, 1e-12)``, ``L_i = (l_i - min_j l_j) / (max_j l_j - min_j l_j)``
+    (all zeros when every loss is equal). Clean samples have low L. The normalisation
+    uses the batch passed in, so compute it over the whole training set at once.
+
+    Parameters
+    ----------
+    labels : array-like or torch.Tensor of shape (N,)
+        Integer labels in ``0 .. K-1``.
+    pred_probs : array-like or torch.Tensor of shape (N, K)
+        Predicted probabilities (rows sum to 1).
+    validate : bool
+        Check the inputs with :func:`noisylabel._validation.check_pred_probs`.
+
+    Returns
+    -------
+    numpy.ndarray or torch.Tensor of shape (N,)
+        L_i in [0, 1], same array type (and device) as ``pred_probs``.
+    """
+    if validate:
+        pred_probs = check_pred_probs(pred_probs, labels)
+    elif not is_tensor(pred_probs):
+        pred_probs = np.asarray(pred_probs, dtype=np.float64)
+    p_y = _label_prob(labels, pred_probs)
+    loss = -p_y.clip(min=_TINY).log() if is_tensor(p_y) else -np.log(np.maximum(p_y, _TINY))
+    lo, hi = loss.min(), loss.max()
+    span = hi - lo
+    if float(span) <= 0:
+        return loss * 0
+    return (loss - lo) / span
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A named per-sample signal and the side of [0, 1] where clean samples lie.
+
+    Attributes
+    ----------
+    name : str
+        Registry key.
+    fn : callable
+        ``fn(labels, pred_probs) -> values in [0, 1]`` of shape (N,).
+    clean_side : {"high", "low"}
+        "high": clean samples have high values (cosine); "low": low values (loss).
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    clean_side: Literal["high", "low"]
+
+    def __call__(self, labels: Any, pred_probs: Any, **kwargs: Any) -> Any:
+        return self.fn(labels, pred_probs, **kwargs)
+
+
+SIGNALS: dict[str, Signal] = {
+    "cosine": Signal("cosine", cosine_similarity, "high"),
+    "loss": Signal("loss", normalized_loss, "low"),
+}
+
+
+def get_signal(name: str | Signal) -> Signal:
+    """Look up a signal in :data:`SIGNALS` (a :class:`Signal` is returned unchanged).
+
+    Parameters
+    ----------
+    name : str or Signal
+        "cosine" or "loss" (or a custom :class:`Signal`).
+
+    Returns
+    -------
+    Signal
+
+    Raises
+    ------
+    ValueError
+        Unknown name (the message lists the known ones).
+    """
+    if isinstance(name, Signal):
+        return name
+    try:
+        return SIGNALS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown signal {name!r}; choose one of {sorted(SIGNALS)} or pass a Signal"
+        ) from None

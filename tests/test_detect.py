@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from noisylabel.detect import clean_probability, find_noisy_labels
+from noisylabel.mixture import MixtureNotSeparatedWarning
+
+
+def noisy_problem(n=3000, k=5, rate=0.3, seed=0):
+    """Predictions that follow the true class; 30% of the given labels flipped."""
+    rng = np.random.default_rng(seed)
+    true = rng.integers(0, k, n)
+    logits = rng.normal(0, 1, (n, k))
+    logits[np.arange(n), true] += 3.0
+    p = np.exp(logits)
+    p /= p.sum(1, keepdims=True)
+    flip = rng.random(n) < rate
+    labels = np.where(flip, (true + rng.integers(1, k, n)) % k, true)
+    return labels, p, flip
+
+
+@pytest.mark.parametrize("signal", ["cosine", "loss"])
+@pytest.mark.parametrize("per_class", [False, True])
+def test_detects_flipped_labels(signal, per_class):
+    labels, p, flip = noisy_problem()
+    w = clean_probability(labels, p, signal=signal, per_class=per_class)
+    assert w.shape == labels.shape and np.all((w >= 0) & (w <= 1))
+    assert w[~flip].mean() > 0.8
+    assert w[flip].mean() < 0.2
+    mask = find_noisy_labels(labels, p, signal=signal)
+    assert mask.dtype == bool
+    assert (mask == flip).mean() > 0.9
+
+
+def test_torch_in_torch_out():
+    labels, p, _ = noisy_problem()
+    w_np = clean_probability(labels, p)
+    w_t = clean_probability(torch.from_numpy(labels), torch.from_numpy(p))
+    assert isinstance(w_t, torch.Tensor)
+    np.testing.assert_allclose(w_t.numpy(), w_np, atol=1e-8)
+    w_t = clean_probability(torch.from_numpy(labels), torch.from_numpy(p), per_class=True)
+    np.testing.assert_allclose(w_t.numpy(), clean_probability(labels, p, per_class=True), atol=1e-8)
+
+
+def test_unseparated_fallback_is_ones():
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(3) * 50, 500)  # every prediction about uniform
+    labels = rng.integers(0, 3, 500)
+    with pytest.warns(MixtureNotSeparatedWarning):
+        w = clean_probability(labels, p)
+    np.testing.assert_array_equal(w, 1.0)
+
+
+def test_per_class_small_class_uses_global_fit():
+    labels, p, _ = noisy_problem()
+    labels = labels.copy()
+    labels[:10] = 4
+    labels[labels == 4] = 3
+    labels[:10] = 4  # class 4 has 10 samples
+    with pytest.warns(MixtureNotSeparatedWarning, match=r"classes \[4\]"):
+        w = clean_probability(labels, p, per_class=True)
+    np.testing.assert_allclose(w[:10], clean_probability(labels, p)[:10])
+
+
+def test_invalid_inputs():
+    with pytest.raises(ValueError, match=r"labels\[1\] = 9"):
+        clean_probability([0, 9], [[0.5, 0.5], [0.5, 0.5]])
+    with pytest.raises(ValueError, match="length mismatch"):
+        clean_probability([0], [[0.5, 0.5], [0.5, 0.5]])
+    with pytest.raises(ValueError, match="row 0"):
+        clean_probability([0, 1], [[2.0, 1.0], [0.5, 0.5]])
