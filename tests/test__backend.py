@@ -26,9 +26,15 @@ def test_numpy_path_does_not_import_torch():
     code = (
         "import sys, numpy as np\n"
         "from noisylabel.detect import clean_probability\n"
+        "from noisylabel.distribution import ClassDistributionMiner\n"
+        "from noisylabel.correction import correct_labels\n"
+        "from noisylabel.schedule import loss_weights\n"
         "rng = np.random.default_rng(0)\n"
         "p = rng.dirichlet(np.ones(3), 200); y = p.argmax(1)\n"
-        "clean_probability(y, p)\n"
+        "w = clean_probability(y, p)\n"
+        "m = ClassDistributionMiner(3).update(y, p)\n"
+        "correct_labels(y, p, w, m.distributions_)\n"
+        "loss_weights(2)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,74 @@
+"""Losses of the joint objective (paper eq. 10-11; SPEC 6 and 9.4)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["soft_target_kl", "weighted_cross_entropy"]
+
+
+def weighted_cross_entropy(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    weights: torch.Tensor,
+    normalize: Literal["weights", "batch"] = "weights",
+) -> torch.Tensor:
+    """Sample-weighted cross-entropy.
+
+    ``CE_i = -log softmax(z_i)[y_i]``;
+    ``normalize="batch"`` (paper-exact eq. 10): ``L1 = (1/B) sum_i w_i CE_i``;
+    ``normalize="weights"`` (SPEC 9.4): ``L1 = sum_i w_i CE_i / sum_i w_i`` (0 when every
+    w is 0), which keeps the gradient scale when many samples are down-weighted.
+
+    Parameters
+    ----------
+    logits : torch.Tensor of shape (B, C)
+    labels : torch.Tensor of int64, shape (B,)
+    weights : torch.Tensor of shape (B,)
+        w_i >= 0 (treated as constants: not differentiated).
+    normalize : {"weights", "batch"}
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss.
+    """
+    if normalize not in ("weights", "batch"):
+        raise ValueError(f"normalize must be 'weights' or 'batch', got {normalize!r}")
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    w = weights.detach().to(ce.dtype)
+    if w.shape != ce.shape:
+        raise ValueError(f"weights must have shape {tuple(ce.shape)}, got {tuple(w.shape)}")
+    if normalize == "batch":
+        return (w * ce).mean()
+    return (w * ce).sum() / w.sum().clamp_min(torch.finfo(ce.dtype).tiny)
+
+
+def soft_target_kl(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """KL divergence from soft targets to the model's prediction, averaged over the batch.
+
+    ``L_kld = (1/B) sum_i KL(q_i || softmax(z_i)) = (1/B) sum_i sum_k q_ik (log q_ik -
+    log softmax(z_i)_k)`` with ``0 log 0 = 0``. Its gradient in the logits is
+    ``(softmax(z_i) - q_i) / B``: cross-entropy to the soft target q (the targets are
+    detached).
+
+    Parameters
+    ----------
+    logits : torch.Tensor of shape (B, C)
+        Target-branch logits z.
+    targets : torch.Tensor of shape (B, C)
+        q, rows sum to 1.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss (>= 0).
+    """
+    if targets.shape != logits.shape:
+        raise ValueError(f"targets must have shape {tuple(logits.shape)}, got {tuple(targets.shape)}")
+    q = targets.detach().to(logits.dtype)
+    log_p = F.log_softmax(logits, dim=1)
+    return (torch.xlogy(q, q) - q * log_p).sum(dim=1).mean()
