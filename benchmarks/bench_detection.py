@@ -7,7 +7,9 @@ standardised pixels -> logistic regression gives ``pred_probs``. Methods:
 - ``BMM cosine``: ``noisylabel.clean_probability(labels, pred_probs, signal="cosine")``,
   flagged when the clean probability is below 0.5;
 - ``BMM cosine per-class``: the same with one mixture per class (``per_class=True``);
-- ``BMM loss``: the same on the min-max normalised cross-entropy (``signal="loss"``);
+- ``BMM loss``: the same on the min-max normalised cross-entropy (``signal="loss"``), with the
+  default separation check and with ``separation_margin=0.02`` (min-max normalisation squeezes
+  most losses into [0, 0.15], so the default absolute margin of 0.1 can reject a good fit);
 - ``cleanlab``: ``cleanlab.filter.find_label_issues`` (default ``prune_by_noise_rate``) for the
   flagged set; its AUC ranks by ``1 - get_label_quality_scores`` (self-confidence);
 - ``GMM loss (DivideMix)``: a 2-component ``sklearn.mixture.GaussianMixture`` (``max_iter=10,
@@ -49,9 +51,11 @@ RESULTS = Path(__file__).resolve().parent / "results" / "bench_detection.md"
 Method = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-def bmm(signal: str, per_class: bool = False) -> Method:
+def bmm(signal: str, per_class: bool = False, **mixture_kwargs: float) -> Method:
     def run(labels: np.ndarray, pred_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        w = clean_probability(labels, pred_probs, signal=signal, per_class=per_class)
+        w = clean_probability(
+            labels, pred_probs, signal=signal, per_class=per_class, **mixture_kwargs
+        )
         return 1.0 - w, w < 0.5
 
     return run
@@ -140,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         "BMM cosine (ours)": bmm("cosine"),
         "BMM cosine per-class (ours)": bmm("cosine", per_class=True),
         "BMM loss (ours)": bmm("loss"),
+        "BMM loss, separation_margin=0.02 (ours)": bmm("loss", separation_margin=0.02),
         "GMM loss (DivideMix-style)": gmm_loss,
     }
     found = cleanlab_method()

