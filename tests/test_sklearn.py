@@ -7,7 +7,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import KFold, train_test_split
+from sklearn.model_selection import GridSearchCV, KFold, train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -67,6 +67,15 @@ def test_get_params_set_params_and_clone() -> None:
     assert copy is not est and copy.estimator is not est.estimator
     assert copy.get_params()["estimator__C"] == 2.0
     assert not hasattr(copy, "estimator_")
+
+
+def test_grid_search_tunes_nested_and_own_parameters() -> None:
+    X, y = make_classification(n_samples=200, random_state=0)
+    grid = {"estimator__C": [0.1, 1.0], "threshold": [0.3, 0.5]}
+    est = BMMWeightedClassifier(LogisticRegression(), cv=3, random_state=0)
+    search = GridSearchCV(est, grid, cv=3).fit(X, y)
+    assert set(search.best_params_) == set(grid)
+    assert search.best_estimator_.estimator_.C == search.best_params_["estimator__C"]
 
 
 def test_fitted_attributes_and_string_labels() -> None:
