@@ -489,11 +489,31 @@ class BetaMixture:
             w in [0, 1], same array type and device as ``x``.
         """
         self._check_fitted()
+        if not self.separated_:
+            xc = self._prepare(x)
+            ones = xc * 0 + 1
+            return ones.to(x.dtype) if is_tensor(x) and x.dtype.is_floating_point else ones
+        return self.posterior(x)
+
+    def posterior(self, x: Any) -> Any:
+        """Clean-component posterior as :meth:`clean_probability`, without the fallback.
+
+        The same value (monotone when ``monotone=True``) whether or not the fit is
+        separated; for the paper-exact setting, which uses every fit.
+
+        Parameters
+        ----------
+        x : array-like or torch.Tensor of shape (N,)
+            Values in [0, 1], clamped to ``[eps, 1-eps]`` first.
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor of shape (N,)
+            Same array type and device as ``x``.
+        """
+        self._check_fitted()
         xc = self._prepare(x)
         out_dtype = x.dtype if is_tensor(x) and x.dtype.is_floating_point else None
-        if not self.separated_:
-            ones = xc * 0 + 1
-            return ones.to(out_dtype) if out_dtype is not None else ones
         if self.monotone:
             lo, hi = self._monotone_clip()
             xc = xc.clamp(lo, hi) if is_tensor(xc) else np.clip(xc, lo, hi)

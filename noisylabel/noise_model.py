@@ -1,0 +1,372 @@
+"""Per-epoch noise model for any PyTorch training loop (SPEC 3-5 and 9).
+
+Usage, once per epoch::
+
+    nm = NoiseModel(num_samples=len(train_set), num_classes=C, warmup=3, device="cuda")
+    for epoch in range(1, epochs + 1):
+        for idx, x, y in loader:                      # idx: dataset indices of the batch
+            p = aux_logits.softmax(1).detach()
+            q = nm.targets(idx, y, p)                 # w D[y] + (1 - w) p
+            w = nm.weights(idx)
+            ...
+            nm.record(idx, p, y)                      # or from a separate eval pass
+        report = nm.fit(epoch)                        # new w and D for epoch + 1
+
+Every buffer lives on ``device``; ``record`` scatters by dataset index (any order, no
+Python loop over samples), ``fit`` fits a :class:`~noisylabel.mixture.BetaMixture` on the
+recorded signal and mines class distributions with
+:class:`~noisylabel.distribution.ClassDistributionMiner`. When ``torch.distributed`` is
+initialised, ``fit`` first all-reduces the recorded buffers, so every rank fits on the
+global data and holds the same w and D.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+
+from noisylabel.correction import correct_labels
+from noisylabel.distribution import ClassDistributionMiner
+from noisylabel.mixture import BetaMixture, MixtureNotSeparatedWarning
+from noisylabel.signals import Signal, get_signal
+
+__all__ = ["FitReport", "NoiseModel"]
+
+
+@dataclass
+class FitReport:
+    """What one :meth:`NoiseModel.fit` did, for logging (``as_dict()`` gives plain types).
+
+    Attributes
+    ----------
+    epoch : int
+        The epoch passed to ``fit``.
+    accepted : bool
+        Whether w was replaced by this fit's posterior.
+    reason : str
+        "accepted", "warmup" (epoch <= warmup), "not separated" (gate kept the last
+        accepted w), or "ungated" (gate off: the fit is used whatever its separation).
+    separated, converged : bool
+        From the global mixture.
+    n_iter : int
+        EM iterations of the global mixture.
+    means, weights : list of float
+        Global mixture component means / weights (ascending means).
+    ll_gain : float
+        Mixture log-likelihood gain over one Beta (see ``BetaMixture.ll_gain_``).
+    n_seen : int
+        Samples recorded since the last fit (summed over ranks).
+    mean_w, frac_noisy : float
+        Mean of w and fraction of w < 0.5 over all samples after the fit.
+    last_accepted_epoch : int or None
+        Epoch of the last accepted fit.
+    classes_accepted : list of bool
+        Per-class acceptance of the miner in this update.
+    per_class_fallback : list of int
+        With ``per_class``: classes that used the global fit.
+    """
+
+    epoch: int
+    accepted: bool
+    reason: str
+    separated: bool
+    converged: bool
+    n_iter: int
+    means: list[float]
+    weights: list[float]
+    ll_gain: float
+    n_seen: int
+    mean_w: float
+    frac_noisy: float
+    last_accepted_epoch: int | None
+    classes_accepted: list[bool] = field(default_factory=list)
+    per_class_fallback: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class NoiseModel:
+    """Record predictions by dataset index, fit the noise model each epoch, serve w, D, q.
+
+    ``w_i = p(clean | S_i)`` from a two-component Beta mixture on the signal S (cosine
+    similarity by default), ``D`` from the class-distribution miner, and
+    ``q_i = w_i D[y_i] + (1 - w_i) p_i`` (:func:`~noisylabel.correction.correct_labels`).
+
+    Safeguards (SPEC 9), each an option:
+
+    * warm-up gate: ``w = 1`` for every epoch ``<= warmup``; with ``gate=True`` a fit is
+      adopted only when it is separated (``BetaMixture.separated_``), otherwise the last
+      accepted w is kept (ones before any);
+    * monotone posterior (``monotone``), see :meth:`BetaMixture.clean_probability`;
+    * per-class fitting (``per_class``): one mixture per class with at least
+      ``min_class_samples`` recorded samples and a separated fit; other classes use the
+      global fit (whose separation is what the gate checks);
+    * mining rule (``mining_rule``, ``mining_margin``).
+
+    Paper-exact: ``warmup=0, gate=False, monotone=False, per_class=False,
+    mining_rule="absolute"`` (every fit is used, separated or not).
+
+    Parameters
+    ----------
+    num_samples : int
+        Dataset size N (indices passed to ``record``/``weights`` lie in ``0 .. N-1``).
+    num_classes : int
+        Number of classes C.
+    signal : {"cosine", "loss"} or Signal
+        Per-sample signal fitted by the mixture.
+    t : float
+        Miner threshold (and smoothed one-hot diagonal).
+    mining_rule : {"absolute", "relative"}
+        Miner acceptance rule.
+    warmup : int
+        Epochs (counted from 1) during which w stays 1.
+    gate : bool
+        Adopt only separated fits.
+    per_class : bool
+        One mixture per class.
+    monotone : bool
+        Monotone posterior.
+    device : str or torch.device
+        Where the buffers live.
+    mining_margin : float
+        Margin of the relative mining rule.
+    min_class_samples : int
+        Minimum recorded samples of a class for its own mixture.
+    mixture_kwargs : dict, optional
+        Extra :class:`BetaMixture` arguments.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        num_classes: int,
+        signal: str | Signal = "cosine",
+        t: float = 0.7,
+        mining_rule: Literal["absolute", "relative"] = "absolute",
+        warmup: int = 0,
+        gate: bool = True,
+        per_class: bool = False,
+        monotone: bool = True,
+        device: str | torch.device = "cpu",
+        mining_margin: float = 0.0,
+        min_class_samples: int = 50,
+        mixture_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        if num_samples < 1 or num_classes < 2:
+            raise ValueError(
+                f"need num_samples >= 1 and num_classes >= 2, got {num_samples}, {num_classes}"
+            )
+        if warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {warmup}")
+        self.num_samples = num_samples
+        self.num_classes = num_classes
+        self.signal = get_signal(signal)
+        self.warmup = warmup
+        self.gate = gate
+        self.per_class = per_class
+        self.monotone = monotone
+        self.min_class_samples = min_class_samples
+        self.mixture_kwargs = dict(mixture_kwargs or {})
+        self.device = torch.device(device)
+        self.miner = ClassDistributionMiner(num_classes, t=t, rule=mining_rule, margin=mining_margin)
+        n, c, dev = num_samples, num_classes, self.device
+        self._probs = torch.zeros(n, c, dtype=torch.float32, device=dev)
+        self._count = torch.zeros(n, dtype=torch.float32, device=dev)
+        self._labels = torch.full((n,), -1, dtype=torch.long, device=dev)
+        self._w = torch.ones(n, dtype=torch.float32, device=dev)
+        self._d = torch.as_tensor(self.miner.distributions_, dtype=torch.float32, device=dev)
+        self.last_accepted_epoch: int | None = None
+        self.mixture_: BetaMixture | None = None
+
+    # ------------------------------------------------------------------ recording
+    def record(self, indices: torch.Tensor, pred_probs: torch.Tensor, labels: torch.Tensor) -> None:
+        """Store predictions by dataset index (summed; ``fit`` uses the mean per index).
+
+        Parameters
+        ----------
+        indices : torch.Tensor of int64, shape (B,)
+            Dataset indices of the batch, in any order.
+        pred_probs : torch.Tensor of shape (B, C)
+            Predicted probabilities (detached here).
+        labels : torch.Tensor of int64, shape (B,)
+            Given labels of the batch.
+        """
+        idx = torch.as_tensor(indices, device=self.device).long().reshape(-1)
+        p = torch.as_tensor(pred_probs).detach().to(self.device, torch.float32)
+        y = torch.as_tensor(labels, device=self.device).long().reshape(-1)
+        if p.ndim != 2 or p.shape != (idx.shape[0], self.num_classes) or y.shape != idx.shape:
+            raise ValueError(
+                f"record: expected indices (B,), pred_probs (B, {self.num_classes}), labels (B,);"
+                f" got {tuple(idx.shape)}, {tuple(p.shape)}, {tuple(y.shape)}"
+            )
+        self._probs.index_add_(0, idx, p)
+        self._count.index_add_(0, idx, torch.ones_like(idx, dtype=torch.float32))
+        self._labels[idx] = y
+
+    def _all_reduce(self) -> None:
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(self._probs, op=dist.ReduceOp.SUM)
+            dist.all_reduce(self._count, op=dist.ReduceOp.SUM)
+            dist.all_reduce(self._labels, op=dist.ReduceOp.MAX)  # unrecorded entries are -1
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, epoch: int) -> FitReport:
+        """Fit the noise model on the predictions recorded since the last fit.
+
+        Mines D (always), fits the mixture on the signal of the recorded samples and
+        adopts its w for them unless ``epoch <= warmup`` or (``gate`` and the fit is not
+        separated). Samples not recorded since the last fit keep their w. The recorded
+        buffers are then cleared.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch just finished, counted from 1.
+
+        Returns
+        -------
+        FitReport
+        """
+        self._all_reduce()
+        seen = self._count > 0
+        n_seen = int(seen.sum().item())
+        if n_seen < 2:
+            raise ValueError(
+                f"NoiseModel.fit(epoch={epoch}): {n_seen} sample(s) recorded since the last fit; "
+                "call record(indices, pred_probs, labels) for the training set first"
+            )
+        seen_idx = seen.nonzero().squeeze(1)
+        probs = self._probs[seen_idx] / self._count[seen_idx, None]
+        probs = probs / probs.sum(1, keepdim=True)
+        labels = self._labels[seen_idx]
+        if bool((labels < 0).any().item()):
+            raise ValueError("NoiseModel.fit: recorded samples without a label (internal error)")
+
+        self.miner.update(labels, probs, validate=False)
+        self._d = torch.as_tensor(self.miner.distributions_, dtype=torch.float32, device=self.device)
+
+        s = self.signal(labels, probs, validate=False)
+        kwargs = {**self.mixture_kwargs, "clean_side": self.signal.clean_side, "monotone": self.monotone}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MixtureNotSeparatedWarning)
+            bmm = BetaMixture(**kwargs).fit(s)
+            w_new = bmm.posterior(s)
+            fallback: list[int] = []
+            if self.per_class:
+                for c in range(self.num_classes):  # a loop over classes, not samples
+                    mask = labels == c
+                    n_c = int(mask.sum().item())
+                    if n_c == 0:
+                        continue
+                    fit_c = BetaMixture(**kwargs).fit(s[mask]) if n_c >= self.min_class_samples else None
+                    if fit_c is not None and fit_c.separated_:
+                        w_new[mask] = fit_c.posterior(s[mask])
+                    else:
+                        fallback.append(c)
+        self.mixture_ = bmm
+
+        if epoch <= self.warmup:
+            reason = "warmup"
+        elif not self.gate:
+            reason = "ungated"
+        elif bmm.separated_:
+            reason = "accepted"
+        else:
+            reason = "not separated"
+        accepted = reason in ("accepted", "ungated")
+        if accepted:
+            self._w[seen_idx] = w_new.to(torch.float32)
+            self.last_accepted_epoch = epoch
+        elif reason == "not separated":
+            warnings.warn(
+                f"NoiseModel.fit(epoch={epoch}): the mixture is not separated (means "
+                f"{bmm.means_.round(3).tolist()}, weights {bmm.weights_.round(3).tolist()}); "
+                f"keeping the w of epoch {self.last_accepted_epoch}",
+                MixtureNotSeparatedWarning,
+                stacklevel=2,
+            )
+
+        self._probs.zero_()
+        self._count.zero_()
+        stats = torch.stack([self._w.mean(), (self._w < 0.5).float().mean()]).tolist()
+        return FitReport(
+            epoch=epoch,
+            accepted=accepted,
+            reason=reason,
+            separated=bool(bmm.separated_),
+            converged=bool(bmm.converged_),
+            n_iter=int(bmm.n_iter_),
+            means=[float(v) for v in bmm.means_],
+            weights=[float(v) for v in bmm.weights_],
+            ll_gain=float(bmm.ll_gain_),
+            n_seen=n_seen,
+            mean_w=float(stats[0]),
+            frac_noisy=float(stats[1]),
+            last_accepted_epoch=self.last_accepted_epoch,
+            classes_accepted=[bool(v) for v in self.miner.accepted_],
+            per_class_fallback=fallback,
+        )
+
+    # ------------------------------------------------------------------ serving
+    def weights(self, indices: torch.Tensor) -> torch.Tensor:
+        """Clean probabilities w of the given dataset indices, shape (B,), on ``device``."""
+        return self._w[torch.as_tensor(indices, device=self.device).long()]
+
+    @property
+    def clean_probability(self) -> torch.Tensor:
+        """w for every sample, shape (N,) (a view: do not modify)."""
+        return self._w
+
+    @property
+    def class_distributions(self) -> torch.Tensor:
+        """Mined class distributions D, shape (C, C), rows sum to 1, on ``device``."""
+        return self._d
+
+    def targets(
+        self, indices: torch.Tensor, labels: torch.Tensor, pred_probs: torch.Tensor
+    ) -> torch.Tensor:
+        """Corrected soft targets ``q_i = w_i D[y_i] + (1 - w_i) p_i`` (p detached), shape (B, C)."""
+        p = pred_probs.detach()
+        w = self.weights(indices).to(device=p.device, dtype=p.dtype)
+        d = self._d.to(device=p.device, dtype=p.dtype)
+        return correct_labels(labels, p, w, d, validate=False)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain values only (loadable with ``torch.load(weights_only=True)``)."""
+        miner = self.miner.state_dict()
+        return {
+            "w": self._w.detach().cpu().clone(),
+            "labels": self._labels.detach().cpu().clone(),
+            "probs": self._probs.detach().cpu().clone(),
+            "count": self._count.detach().cpu().clone(),
+            "miner": {
+                "distributions": torch.from_numpy(miner["distributions"]),
+                "accepted": torch.from_numpy(miner["accepted"]),
+                "n_accepted": torch.from_numpy(miner["n_accepted"]),
+                "n_updates": int(miner["n_updates"]),
+            },
+            "last_accepted_epoch": self.last_accepted_epoch,
+            "num_samples": self.num_samples,
+            "num_classes": self.num_classes,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` wrote (onto this model's ``device``)."""
+        if (state["num_samples"], state["num_classes"]) != (self.num_samples, self.num_classes):
+            raise ValueError(
+                f"state is for {state['num_samples']} samples / {state['num_classes']} classes, "
+                f"this NoiseModel has {self.num_samples} / {self.num_classes}"
+            )
+        self._w = state["w"].to(self.device, torch.float32).clone()
+        self._labels = state["labels"].to(self.device, torch.long).clone()
+        self._probs = state["probs"].to(self.device, torch.float32).clone()
+        self._count = state["count"].to(self.device, torch.float32).clone()
+        self.miner.load_state_dict(state["miner"])
+        self._d = torch.as_tensor(self.miner.distributions_, dtype=torch.float32, device=self.device)
+        self.last_accepted_epoch = state["last_accepted_epoch"]

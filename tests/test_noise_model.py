@@ -1,0 +1,195 @@
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+
+from noisylabel.detect import clean_probability
+from noisylabel.mixture import MixtureNotSeparatedWarning
+from noisylabel.noise_model import FitReport, NoiseModel
+
+N, C = 600, 4
+
+
+def separated_epoch(seed=0, rate=0.3):
+    """Predictions that follow the true class; 30% of the labels flipped."""
+    g = torch.Generator().manual_seed(seed)
+    true = torch.randint(0, C, (N,), generator=g)
+    logits = torch.randn(N, C, generator=g)
+    logits[torch.arange(N), true] += 3.0
+    flip = torch.rand(N, generator=g) < rate
+    labels = torch.where(flip, (true + torch.randint(1, C, (N,), generator=g)) % C, true)
+    return labels, logits.softmax(1), flip
+
+
+def unimodal_epoch(seed=1):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, C, (N,), generator=g)
+    probs = (torch.randn(N, C, generator=g) * 0.05).softmax(1)  # all close to uniform
+    return labels, probs
+
+
+def record_all(nm, labels, probs, seed=0, batch=64):
+    order = torch.randperm(N, generator=torch.Generator().manual_seed(seed))
+    for start in range(0, N, batch):
+        idx = order[start : start + batch]
+        nm.record(idx, probs[idx], labels[idx])
+
+
+def test_record_by_index_survives_shuffled_order():
+    labels, probs, flip = separated_epoch()
+    a = NoiseModel(N, C)
+    record_all(a, labels, probs, seed=1)
+    b = NoiseModel(N, C)
+    for idx in torch.arange(N).split(100):  # in order
+        b.record(idx, probs[idx], labels[idx])
+    ra, rb = a.fit(1), b.fit(1)
+    assert rb.accepted
+    assert isinstance(ra, FitReport) and ra.accepted and ra.reason == "accepted"
+    torch.testing.assert_close(a.weights(torch.arange(N)), b.weights(torch.arange(N)))
+    expected = clean_probability(labels.numpy(), probs.double().numpy())
+    np.testing.assert_allclose(a.clean_probability.numpy(), expected, atol=1e-4)
+    w = a.weights(torch.arange(N))
+    assert w[~flip].mean() > 0.8 and w[flip].mean() < 0.2
+    assert ra.n_seen == N
+    assert ra.as_dict()["epoch"] == 1
+
+
+def test_repeated_records_are_averaged():
+    labels, probs, _ = separated_epoch()
+    nm = NoiseModel(N, C)
+    record_all(nm, labels, probs)
+    record_all(nm, labels, probs, seed=3)  # each index twice
+    nm.fit(1)
+    ref = NoiseModel(N, C)
+    record_all(ref, labels, probs)
+    ref.fit(1)
+    torch.testing.assert_close(nm.clean_probability, ref.clean_probability)
+
+
+def test_warmup_keeps_w_at_one():
+    labels, probs, _ = separated_epoch()
+    nm = NoiseModel(N, C, warmup=2)
+    for epoch in (1, 2):
+        record_all(nm, labels, probs)
+        report = nm.fit(epoch)
+        assert report.reason == "warmup" and not report.accepted
+        assert torch.all(nm.clean_probability == 1)
+    record_all(nm, labels, probs)
+    report = nm.fit(3)
+    assert report.accepted and report.last_accepted_epoch == 3
+    assert nm.clean_probability.min() < 0.1
+
+
+def test_unseparated_fit_keeps_last_accepted_w():
+    labels, probs, _ = separated_epoch()
+    nm = NoiseModel(N, C)
+    record_all(nm, labels, probs)
+    nm.fit(1)
+    w1 = nm.clean_probability.clone()
+    u_labels, u_probs = unimodal_epoch()
+    record_all(nm, u_labels, u_probs)
+    with pytest.warns(MixtureNotSeparatedWarning, match="keeping the w of epoch 1"):
+        report = nm.fit(2)
+    assert report.reason == "not separated" and not report.accepted and not report.separated
+    torch.testing.assert_close(nm.clean_probability, w1)
+
+
+def test_unseparated_before_any_acceptance_gives_ones_and_ungated_uses_fit():
+    u_labels, u_probs = unimodal_epoch()
+    nm = NoiseModel(N, C)
+    record_all(nm, u_labels, u_probs)
+    with pytest.warns(MixtureNotSeparatedWarning):
+        nm.fit(1)
+    assert torch.all(nm.clean_probability == 1)
+    exact = NoiseModel(N, C, gate=False, monotone=False)  # paper-exact: every fit is used
+    record_all(exact, u_labels, u_probs)
+    report = exact.fit(1)
+    assert report.reason == "ungated" and report.accepted
+    assert not torch.all(exact.clean_probability == 1)
+
+
+def test_mining_and_targets():
+    labels, probs, _ = separated_epoch()
+    nm = NoiseModel(N, C, t=0.5)
+    d0 = nm.class_distributions.clone()
+    torch.testing.assert_close(d0.sum(1), torch.ones(C))
+    record_all(nm, labels, probs)
+    report = nm.fit(1)
+    assert len(report.classes_accepted) == C
+    d = nm.class_distributions
+    torch.testing.assert_close(d.sum(1), torch.ones(C))
+    idx = torch.tensor([5, 1, 300])
+    p = probs[idx]
+    q = nm.targets(idx, labels[idx], p)
+    w = nm.weights(idx)[:, None]
+    torch.testing.assert_close(q, w * d[labels[idx]] + (1 - w) * p)
+    torch.testing.assert_close(q.sum(1), torch.ones(3))
+
+
+def test_per_class_and_loss_signal():
+    labels, probs, flip = separated_epoch()
+    for kwargs in ({"per_class": True}, {"signal": "loss"}, {"mining_rule": "relative"}):
+        nm = NoiseModel(N, C, **kwargs)
+        record_all(nm, labels, probs)
+        report = nm.fit(1)
+        assert report.accepted
+        w = nm.clean_probability
+        assert w[~flip].mean() > 0.8 and w[flip].mean() < 0.2
+
+
+def test_state_dict_round_trip(tmp_path):
+    labels, probs, _ = separated_epoch()
+    nm = NoiseModel(N, C, warmup=0)
+    record_all(nm, labels, probs)
+    nm.fit(1)
+    nm.record(torch.arange(10), probs[:10], labels[:10])  # a partly recorded epoch
+    path = tmp_path / "nm.pt"
+    torch.save(nm.state_dict(), path)
+    other = NoiseModel(N, C)
+    other.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    torch.testing.assert_close(other.clean_probability, nm.clean_probability)
+    torch.testing.assert_close(other.class_distributions, nm.class_distributions)
+    assert other.last_accepted_epoch == 1
+    record_all(nm, labels, probs)
+    record_all(other, labels, probs)
+    torch.testing.assert_close(other.fit(2).mean_w, nm.fit(2).mean_w)
+    with pytest.raises(ValueError, match="600 samples"):
+        NoiseModel(N + 1, C).load_state_dict(nm.state_dict())
+
+
+def test_bad_input():
+    nm = NoiseModel(N, C)
+    with pytest.raises(ValueError, match="record"):
+        nm.record(torch.arange(3), torch.ones(3, C + 1) / (C + 1), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="recorded"):
+        nm.fit(1)
+    with pytest.raises(ValueError, match="warmup"):
+        NoiseModel(N, C, warmup=-1)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_fit_with_torch_distributed_single_process():
+    labels, probs, _ = separated_epoch()
+    ref = NoiseModel(N, C)
+    record_all(ref, labels, probs)
+    ref.fit(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1
+    )
+    try:
+        nm = NoiseModel(N, C)
+        record_all(nm, labels, probs)
+        report = nm.fit(1)
+    finally:
+        dist.destroy_process_group()
+    assert report.n_seen == N
+    torch.testing.assert_close(nm.clean_probability, ref.clean_probability)
