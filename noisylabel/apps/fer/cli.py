@@ -45,6 +45,9 @@ SYNTHETIC_DEFAULTS: dict[str, Any] = {
 }
 """Settings of the built-in synthetic data set used when ``train`` gets no ``--data``."""
 
+SYNTHETIC_PRETRAIN_EPOCHS = 4
+"""Epochs of identity pretraining for the built-in data's backbone (made once, then cached)."""
+
 # Training defaults per regime: the built-in synthetic data (small, CPU-friendly) and RAF-DB
 # (the paper, SPEC 7; the rest comes from TrainConfig's defaults).
 SYNTHETIC_TRAIN_DEFAULTS: dict[str, Any] = {"image_size": 48, "epochs": 15, "noise": 0.3,
@@ -108,8 +111,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "+ AEA + noise model + correction (default full)")
     m.add_argument("--pretrained", metavar="PATH|none",
                    help="local ResNet18 backbone checkpoint (resnet18_msceleb.pth: "
-                        "{'state_dict': ...}, 'module.'-prefixed or bare); 'none' = random init "
-                        "(default none)")
+                        "{'state_dict': ...}, 'module.'-prefixed or bare); 'none' = random init. "
+                        "Default: none with --data; on the built-in data, a backbone pretrained "
+                        "once on the identities of other synthetic faces (cached)")
     _bool_flag(m, "freeze-trunk", "freeze the shared stem + layer1",
                "train the shared stem + layer1 (default: frozen iff --pretrained is given)")
     m.add_argument("--anchor-inference", choices=("running", "batch"),
@@ -239,6 +243,12 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
     options = {**defaults, **options}
     if synthetic:
         options["data"] = str(synthetic_root())
+        if options.get("pretrained") is None:  # the paper's regime: a face-pretrained trunk
+            from noisylabel.apps.fer.pretrain import synthetic_backbone
+
+            options["pretrained"] = str(synthetic_backbone(
+                SYNTHETIC_DEFAULTS, cache_home(), epochs=SYNTHETIC_PRETRAIN_EPOCHS,
+                progress=options.get("progress", True)))
     if str(options.get("pretrained", "none")).lower() == "none":
         options["pretrained"] = None
     if options.get("noise_file"):
@@ -262,8 +272,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load_for_inference(checkpoint: str, device: str | None):
-    import torch
-
     from noisylabel.apps.fer.train import (
         TrainConfig,
         build_model,
@@ -277,7 +285,6 @@ def _load_for_inference(checkpoint: str, device: str | None):
     model = build_model(cfg, load_pretrained=False)
     model.load_state_dict(ckpt["model"])
     model.to(dev).eval()
-    torch.set_grad_enabled(False)
     return model, cfg, ckpt, dev
 
 

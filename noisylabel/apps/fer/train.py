@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import random
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +36,7 @@ from noisylabel.apps.fer import data as fer_data
 from noisylabel.apps.fer.model import FERNet, create_model
 from noisylabel.apps.fer.report import (
     RunReporter,
+    atomic_torch_save,
     confusion_matrix,
     format_accuracy_table,
     noise_detection_auc,
@@ -278,19 +277,6 @@ def _set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator]
         g.set_state(state[name])
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temp file in the same folder, then os.replace: never a torn checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Read a training checkpoint written by :func:`train` (``weights_only=True``)."""
     path = Path(path)
@@ -369,32 +355,33 @@ def predict_probs(
 
 
 def _noise_model_row(report: Any, noise_model: Any, true_noisy: torch.Tensor) -> dict[str, Any]:
-    """Per-epoch numbers of the noise model: BMM parameters, gate, miner, w vs true flips."""
+    """Per-epoch numbers of the noise model: BMM parameters, gate, miner, w against true flips.
+
+    ``noise_auc`` is the AUC of w as a score separating truly clean from truly flipped samples
+    (known here because the noise was injected by us).
+    """
+    mix = noise_model.mixture_
     row: dict[str, Any] = {}
-    mix = getattr(report, "mixture", None)
-    for name, attr in (("bmm_alpha", "alphas_"), ("bmm_beta", "betas_"),
-                       ("bmm_weight", "weights_")):
-        values = getattr(mix, attr, None) if mix is not None else getattr(report, attr, None)
-        if values is not None:
-            for k, v in enumerate(np.asarray(values, dtype=np.float64).ravel()[:2]):
-                row[f"{name}{k}"] = float(v)
-    for key in ("converged", "separated", "accepted", "n_accepted", "gate_open", "w_updated"):
-        if hasattr(report, key):
-            v = getattr(report, key)
-            row[f"bmm_{key}" if key in ("converged", "separated") else key] = (
-                v if isinstance(v, (bool, int, float, str)) else int(np.asarray(v).sum())
-            )
-    w = noise_model.weights(torch.arange(true_noisy.numel(), device=noise_model_device(
-        noise_model))).float().cpu()
-    row["w_mean_clean"] = float(w[~true_noisy].mean()) if (~true_noisy).any() else float("nan")
+    for name, values in (("bmm_alpha", mix.alphas_), ("bmm_beta", mix.betas_),
+                         ("bmm_weight", mix.weights_), ("bmm_mean", mix.means_)):
+        for k, v in enumerate(np.asarray(values, dtype=np.float64).ravel()):
+            row[f"{name}{k}"] = float(v)
+    row.update({
+        "bmm_converged": report.converged,
+        "bmm_n_iter": report.n_iter,
+        "bmm_separated": report.separated,
+        "w_updated": report.accepted,
+        "gate": report.reason,
+        "miner_accepted": int(sum(report.classes_accepted)),
+        "mean_w": report.mean_w,
+        "frac_w_below_half": report.frac_noisy,
+    })
+    w = noise_model.clean_probability.float().cpu()
+    clean = ~true_noisy
+    row["w_mean_clean"] = float(w[clean].mean()) if clean.any() else float("nan")
     row["w_mean_noisy"] = float(w[true_noisy].mean()) if true_noisy.any() else float("nan")
     row["noise_auc"] = noise_detection_auc(w.numpy(), true_noisy.numpy())
     return row
-
-
-def noise_model_device(noise_model: Any) -> torch.device:
-    """Device on which the noise model keeps its per-sample buffers."""
-    return torch.device(getattr(noise_model, "device", "cpu"))
 
 
 # ----------------------------------------------------------------------------- training
@@ -588,7 +575,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
         # --- 4. checkpoint and log (rank 0) ---------------------------------------------------
         if main:
-            _atomic_save({
+            atomic_torch_save({
                 "format": CHECKPOINT_FORMAT,
                 "epoch": epoch,
                 "config": cfg.to_dict(),

@@ -74,6 +74,7 @@ def test_errors_name_the_file(tmp_path: Path, capsys) -> None:
 
 def test_default_train_uses_the_cached_synthetic_set(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("NOISYLABEL_HOME", str(tmp_path))
+    monkeypatch.setattr(cli, "SYNTHETIC_PRETRAIN_EPOCHS", 1)
     monkeypatch.setattr(cli, "SYNTHETIC_DEFAULTS",
                         {"n_train": 14, "n_test": 7, "image_size": 16, "n_identities": 3})
     args = cli.build_parser().parse_args(["train"])
@@ -82,7 +83,16 @@ def test_default_train_uses_the_cached_synthetic_set(monkeypatch, tmp_path: Path
     assert root.parent == tmp_path and root.name.startswith("synthetic-")
     assert (root / "EmoLabel" / "list_patition_label.txt").is_file()
     assert (config.noise, config.variant, config.image_size, config.epochs) == (0.3, "full", 48, 15)
-    assert config.pretrained is None
+    # the paper's regime on the built-in data: a backbone pretrained once on other identities
+    backbone = Path(config.pretrained)
+    assert backbone.parent.parent == tmp_path and backbone.is_file()
+    info = json.loads(Path(f"{backbone}.json").read_text())
+    assert info["task"] == "identity" and info["sha256"] in Path(f"{backbone}.sha256").read_text()
+    mtime = backbone.stat().st_mtime_ns
+    again = cli.train_config_from_args(cli.build_parser().parse_args(["train", "--no-progress"]))
+    assert again.pretrained == config.pretrained and backbone.stat().st_mtime_ns == mtime  # cached
+    scratch = cli.build_parser().parse_args(["train", "--pretrained", "none"])
+    assert cli.train_config_from_args(scratch).pretrained is None
     rafdb = cli.train_config_from_args(cli.build_parser().parse_args(["train", "--data", "x"]))
     assert (rafdb.image_size, rafdb.epochs, rafdb.batch_size, rafdb.lr) == (100, 75, 32, 1e-3)
 

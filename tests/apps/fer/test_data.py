@@ -1,0 +1,372 @@
+import os
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageEnhance, ImageOps
+
+from noisylabel.apps.fer import data as fer_data
+from noisylabel.apps.fer.data import (
+    CLASS_NAMES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    RAND_OPS,
+    BatchAugment,
+    image_path,
+    load_split,
+    normalize,
+    read_identities,
+    read_label_file,
+)
+from noisylabel.noise import read_noise_file, symmetric_noise, write_noise_file
+
+SIZE = 16
+
+
+def _write_dataset(root, n_train=6, n_test=3, final_newline=False, size=SIZE):
+    """A tiny RAF-DB layout with random-colour JPEGs; label file without a final newline."""
+    rng = np.random.default_rng(0)
+    (root / "EmoLabel").mkdir(parents=True)
+    (root / "Image" / "aligned").mkdir(parents=True)
+    lines = []
+    for split, n in (("train", n_train), ("test", n_test)):
+        for i in range(1, n + 1):
+            name = f"{split}_{i:05d}.jpg"
+            arr = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(image_path(root, name), quality=95)
+            lines.append(f"{name} {(i % 7) + 1}")
+    text = "\n".join(lines) + ("\n" if final_newline else "")
+    (root / "EmoLabel" / "list_patition_label.txt").write_text(text)
+    return root
+
+
+@pytest.fixture
+def dataset(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOISYLABEL_CACHE_DIR", str(tmp_path / "usercache"))
+    return _write_dataset(tmp_path / "raf")
+
+
+def test_class_names_rafdb_order():
+    assert CLASS_NAMES == ("Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger",
+                           "Neutral")
+
+
+# ------------------------------------------------------------------ label files
+
+
+def test_read_label_file_without_final_newline_and_crlf(tmp_path):
+    p = tmp_path / "labels.txt"
+    p.write_bytes(b"train_00001.jpg 5\r\ntrain_00002.jpg 1   \r\n\r\ntest_00001.jpg 7")
+    assert read_label_file(p) == [("train_00001.jpg", 4), ("train_00002.jpg", 0),
+                                  ("test_00001.jpg", 6)]
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("train_00001.jpg 5\ntrain_00002.jpg\n", r"labels\.txt, line 2: expected"),
+        ("train_00001.jpg 5\ntrain_00002.jpg 1 2\n", r"labels\.txt, line 2: expected"),
+        ("train_00001.jpg five\n", r"line 1: label 'five' is not an integer"),
+        ("train_00001.jpg 5\ntrain_00002.jpg 8", r"line 2: label 8 outside 1\.\.7"),
+        ("train_00001.jpg 0\n", r"line 1: label 0 outside 1\.\.7"),
+        ("train_00001.jpg 5\n\ntrain_00001.jpg 3\n", r"line 3: duplicated name 'train_00001.jpg'"),
+    ],
+)
+def test_read_label_file_errors_name_file_and_line(tmp_path, text, match):
+    p = tmp_path / "labels.txt"
+    p.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        read_label_file(p)
+
+
+def test_read_label_file_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothere.txt"):
+        read_label_file(tmp_path / "nothere.txt")
+
+
+# ------------------------------------------------------------------ load_split
+
+
+def test_load_split_shapes_dtypes_and_true_labels(dataset):
+    tr = load_split(dataset, "train", cache=False)
+    te = load_split(dataset, "test", cache=False)
+    assert tr.images.dtype == torch.uint8 and tr.images.shape == (6, 3, SIZE, SIZE)
+    assert tr.labels.dtype == torch.int64 and tr.labels.tolist() == [i % 7 for i in range(1, 7)]
+    assert te.names == ["test_00001.jpg", "test_00002.jpg", "test_00003.jpg"]
+    assert tr.class_names == CLASS_NAMES and len(tr) == 6 and tr.root == dataset
+    # pixels equal a direct PIL decode
+    ref = np.asarray(Image.open(image_path(dataset, "train_00002.jpg")).convert("RGB"))
+    np.testing.assert_array_equal(tr.images[1].permute(1, 2, 0).numpy(), ref)
+
+
+def test_load_split_resizes_antialiased(dataset):
+    s = load_split(dataset, "train", image_size=8, cache=False)
+    assert s.images.shape == (6, 3, 8, 8)
+    ref = Image.open(image_path(dataset, "train_00001.jpg")).convert("RGB").resize(
+        (8, 8), Image.Resampling.BICUBIC)
+    np.testing.assert_array_equal(s.images[0].permute(1, 2, 0).numpy(), np.asarray(ref))
+
+
+def test_cache_written_reused_and_invalidated(dataset):
+    a = load_split(dataset, "train", image_size=8)
+    cache_files = list((dataset / ".noisylabel_cache").glob("*.pt"))
+    assert len(cache_files) == 1
+    blob = torch.load(cache_files[0], weights_only=True)
+    assert torch.equal(blob["images"], a.images)
+    # a hit returns the cached tensors (prove it by planting a marker in the cache)
+    blob["labels"] = blob["labels"].clone()
+    blob["labels"][0] = 6
+    torch.save(blob, cache_files[0])
+    assert load_split(dataset, "train", image_size=8).labels[0].item() == 6
+    # changing an image (size / mtime) invalidates it
+    p = image_path(dataset, "train_00003.jpg")
+    Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(p, quality=50)
+    os.utime(p, ns=(1, 1))
+    b = load_split(dataset, "train", image_size=8)
+    assert b.labels[0].item() == a.labels[0].item()
+    assert b.images[2].max().item() < 20
+    # changing the label file invalidates it too
+    lf = dataset / "EmoLabel" / "list_patition_label.txt"
+    lf.write_text(lf.read_text().replace("train_00001.jpg 2", "train_00001.jpg 4"))
+    assert load_split(dataset, "train", image_size=8).labels[0].item() == 3
+
+
+def test_cache_user_dir_used_when_local_not_writable(dataset, tmp_path, monkeypatch):
+    real = fer_data._writable_dir
+    monkeypatch.setattr(fer_data, "_writable_dir",
+                        lambda p: False if ".noisylabel_cache" in str(p) else real(p))
+    a = load_split(dataset, "test")
+    assert not (dataset / ".noisylabel_cache").exists()
+    files = list((tmp_path / "usercache").rglob("test_orig.pt"))
+    assert len(files) == 1
+    assert torch.equal(load_split(dataset, "test").images, a.images)
+
+
+def test_missing_label_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="list_patition_label.txt"):
+        load_split(tmp_path, "train")
+
+
+def test_unreadable_label_file(dataset):
+    lf = dataset / "EmoLabel" / "list_patition_label.txt"
+    lf.unlink()
+    lf.mkdir()  # a directory where the file should be: unreadable as a file
+    with pytest.raises((ValueError, OSError), match="list_patition_label.txt"):
+        load_split(dataset, "train")
+
+
+def test_malformed_label_file_in_load_split(dataset):
+    lf = dataset / "EmoLabel" / "list_patition_label.txt"
+    lf.write_text(lf.read_text() + "\ntrain_00099.jpg 9")
+    with pytest.raises(ValueError, match=r"list_patition_label\.txt, line 10: label 9"):
+        load_split(dataset, "train")
+
+
+def test_missing_image_raise_and_skip(dataset):
+    image_path(dataset, "train_00004.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match="train_00004_aligned.jpg"):
+        load_split(dataset, "train", cache=False)
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        s = load_split(dataset, "train", on_error="skip")
+    assert len(s) == 5 and "train_00004.jpg" not in s.names and s.skipped == ["train_00004.jpg"]
+    assert s.labels.tolist() == [1, 2, 3, 5, 6]
+    with pytest.warns(UserWarning, match="skipped 1"):  # cached, still reported
+        assert load_split(dataset, "train", on_error="skip").skipped == ["train_00004.jpg"]
+
+
+def test_corrupt_jpeg_raise_and_skip(dataset):
+    p = image_path(dataset, "test_00002.jpg")
+    p.write_bytes(p.read_bytes()[:40])  # truncated
+    image_path(dataset, "test_00003.jpg").write_bytes(b"not a jpeg at all")
+    with pytest.raises(ValueError, match="test_00002_aligned.jpg"):
+        load_split(dataset, "test", cache=False)
+    with pytest.warns(UserWarning, match="skipped 2 unreadable image.*test_00002.jpg"):
+        s = load_split(dataset, "test", on_error="skip", cache=False)
+    assert s.names == ["test_00001.jpg"] and s.images.shape[0] == 1
+
+
+def test_all_images_bad_is_an_error(dataset):
+    for i in (1, 2, 3):
+        image_path(dataset, f"test_{i:05d}.jpg").unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="every image"):
+            load_split(dataset, "test", on_error="skip", cache=False)
+
+
+def test_mixed_sizes_need_image_size(dataset):
+    Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(image_path(dataset, "test_00002.jpg"))
+    with pytest.raises(ValueError, match="test_00002_aligned.jpg has size 12x10"):
+        load_split(dataset, "test", cache=False)
+    assert load_split(dataset, "test", image_size=8, cache=False).images.shape == (3, 3, 8, 8)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"split": "val"}, "split"), ({"on_error": "ignore"}, "on_error"),
+     ({"image_size": 0}, "image_size")],
+)
+def test_load_split_bad_arguments(dataset, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        load_split(dataset, **kwargs)
+
+
+def test_noise_on_train_only_keeps_split_and_test_clean(dataset, tmp_path):
+    tr = load_split(dataset, "train", cache=False)
+    te = load_split(dataset, "test", cache=False)
+    clean_test = te.labels.clone()
+    noisy = symmetric_noise(tr.labels, 0.5, 7, seed=0)
+    assert int((noisy != tr.labels.numpy()).sum()) == 3
+    assert tr.labels.tolist() == [i % 7 for i in range(1, 7)]  # the split keeps true labels
+    # an EAC noise file for the train split; a test name in it is an error
+    path = write_noise_file(tmp_path / "noise01.txt", tr.names, noisy)
+    np.testing.assert_array_equal(read_noise_file(path, tr.names), noisy)
+    with open(path, "a") as f:
+        f.write("test_00001.jpg 3\n")
+    with pytest.raises(ValueError, match=r"noise01\.txt, line 7: 'test_00001.jpg' is not in"):
+        read_noise_file(path, tr.names)
+    assert torch.equal(load_split(dataset, "test", cache=False).labels, clean_test)
+
+
+def test_read_identities(tmp_path):
+    (tmp_path / "EmoLabel").mkdir()
+    p = tmp_path / "EmoLabel" / "identities.csv"
+    p.write_text("name,identity\ntrain_00001.jpg,4\ntest_00001.jpg,17\n")
+    assert read_identities(tmp_path) == {"train_00001.jpg": 4, "test_00001.jpg": 17}
+    p.write_text("name,identity\ntrain_00001.jpg,x\n")
+    with pytest.raises(ValueError, match=r"identities\.csv, line 2"):
+        read_identities(tmp_path)
+    p.unlink()
+    with pytest.raises(FileNotFoundError, match="identities.csv"):
+        read_identities(tmp_path)
+
+
+# ------------------------------------------------------------------ augmentation
+
+
+def _batch(n=8, size=SIZE, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
+
+
+def _to_uint8(y):
+    m = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    s = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return ((y * s + m) * 255).round().clamp(0, 255).to(torch.uint8)
+
+
+def test_normalize_eval_transform():
+    x = _batch()
+    y = normalize(x)
+    assert y.dtype == torch.float32 and y.shape == x.shape
+    torch.testing.assert_close(_to_uint8(y), x)
+    with pytest.raises(ValueError, match="shape"):
+        normalize(x[:, :2])
+
+
+def test_augment_shapes_dtypes_and_range():
+    x = _batch(16)
+    y = BatchAugment()(x, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and y.dtype == torch.float32 and y.device == x.device
+    lo = (0 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    hi = (1 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    assert torch.all(y >= lo.view(1, 3, 1, 1) - 1e-5) and torch.all(y <= hi.view(1, 3, 1, 1) + 1e-5)
+    assert torch.isfinite(y).all()
+
+
+def test_augment_reproducible_with_same_generator_seed():
+    x = _batch(12)
+    aug = BatchAugment()
+    a = aug(x, torch.Generator().manual_seed(3))
+    b = aug(x, torch.Generator().manual_seed(3))
+    c = aug(x, torch.Generator().manual_seed(4))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_augment_per_sample_randomness():
+    x = _batch(1).repeat(32, 1, 1, 1)  # 32 copies of the same image
+    aug = BatchAugment()
+    params = aug.sample_params(32, SIZE, SIZE, torch.Generator().manual_seed(0))
+    assert len({tuple(r) for r in params.ops.tolist()}) > 16  # different ops per sample
+    assert 0 < int(params.flip.sum()) < 32 and 0 < int(params.erase.sum()) < 32
+    y = aug(x, params=params)
+    distinct = {tuple(v) for v in y.flatten(1).numpy().round(4).tolist()}
+    assert len(distinct) > 16
+
+
+def test_augment_identity_when_disabled():
+    x = _batch()
+    aug = BatchAugment(ops=(), flip_p=0.0, erase_p=0.0)
+    torch.testing.assert_close(aug(x, torch.Generator().manual_seed(0)), normalize(x))
+    with pytest.raises(ValueError, match="uint8"):
+        aug(x.float())
+    with pytest.raises(ValueError, match="unknown augmentation ops"):
+        BatchAugment(ops=("Blur",))
+
+
+def test_flip_and_erase():
+    x = _batch(4)
+    flip = BatchAugment(ops=(), flip_p=1.0, erase_p=0.0)
+    torch.testing.assert_close(flip(x, torch.Generator().manual_seed(0)), normalize(x.flip(3)))
+    erase = BatchAugment(ops=(), flip_p=0.0, erase_p=1.0, erase_scale=(0.1, 0.1))
+    p = erase.sample_params(4, SIZE, SIZE, torch.Generator().manual_seed(0))
+    y = erase(x, params=p)
+    zero = (y == 0).all(1)  # erased pixels are exactly 0 (the mean colour) in every channel
+    for i in range(4):
+        top, left, h, w = p.erase_box[i].tolist()
+        assert zero[i, top:top + h, left:left + w].all()
+        assert int(zero[i].sum()) == h * w
+        assert abs(h * w - 0.1 * SIZE * SIZE) <= SIZE  # area ~ scale * HW up to rounding
+
+
+def _pil_reference(name, img, level):
+    fill = tuple(round(255 * m) for m in IMAGENET_MEAN)
+    s = img.size[0]
+    return {
+        "Rotate": lambda: img.rotate(30 * level, resample=Image.Resampling.BILINEAR,
+                                     fillcolor=fill),
+        "TranslateXRel": lambda: img.transform(img.size, Image.Transform.AFFINE,
+                                               (1, 0, 0.45 * level * s, 0, 1, 0),
+                                               resample=Image.Resampling.BILINEAR, fillcolor=fill),
+        "Equalize": lambda: ImageOps.equalize(img),
+        "AutoContrast": lambda: ImageOps.autocontrast(img),
+        "Posterize": lambda: ImageOps.posterize(img, int(4 * level)),
+        "Solarize": lambda: ImageOps.solarize(img, int(256 * level)),
+        "Invert": lambda: ImageOps.invert(img),
+        "Contrast": lambda: ImageEnhance.Contrast(img).enhance(1.8 * level + 0.1),
+        "Color": lambda: ImageEnhance.Color(img).enhance(1.8 * level + 0.1),
+        "Brightness": lambda: ImageEnhance.Brightness(img).enhance(1.8 * level + 0.1),
+    }[name]()
+
+
+@pytest.mark.parametrize(
+    ("name", "tol"),
+    [("Rotate", 2.5), ("TranslateXRel", 1.5), ("Equalize", 0.01), ("AutoContrast", 1.0),
+     ("Posterize", 0.01), ("Solarize", 0.01), ("Invert", 0.01), ("Contrast", 1.0),
+     ("Color", 1.0), ("Brightness", 1.0)],
+)
+def test_ops_follow_pil(name, tol):
+    """Each op at magnitude 7 agrees with timm's PIL op (mean absolute difference in grey levels).
+
+    A smooth image keeps the bilinear-resampling differences small."""
+    yy, xx = np.mgrid[0:24, 0:24]
+    arr = np.stack([xx * 9, yy * 7 + 40, (xx + yy) * 4 + 20], -1).clip(0, 255).astype(np.uint8)
+    aug = BatchAugment(ops=(name,), num_ops=1, op_p=1.0, flip_p=0.0, erase_p=0.0)
+    p = aug.sample_params(1, 24, 24, torch.Generator().manual_seed(0))
+    p.magnitude[:] = 7.0
+    p.sign[:] = 1.0
+    x = torch.from_numpy(arr).permute(2, 0, 1)[None].contiguous()
+    mine = _to_uint8(aug(x, params=p))[0].permute(1, 2, 0).numpy().astype(float)
+    ref = np.asarray(_pil_reference(name, Image.fromarray(arr), 0.7)).astype(float)
+    assert np.abs(mine - ref).mean() <= tol
+    if name not in ("Contrast", "Color", "Brightness"):
+        assert np.abs(mine - arr).mean() > 1.0  # the op did something
+
+
+def test_every_op_runs():
+    x = _batch(4)
+    for name in RAND_OPS:
+        aug = BatchAugment(ops=(name,), num_ops=2, op_p=1.0)
+        assert aug(x, torch.Generator().manual_seed(0)).shape == x.shape
