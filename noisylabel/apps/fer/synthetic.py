@@ -151,6 +151,9 @@ class SyntheticFaceConfig:
         Standard deviation of the per-image, per-cue Gaussian jitter.
     rest_scale : float
         Scale of the identity's resting expression (std of its per-cue offsets).
+    zoom : float
+        Face crop factor (1 shows the whole head and shoulders; the default crops to the face,
+        like RAF-DB's aligned images).
     rotation_deg, shift, scale_jitter : float
         Pose: rotation uniform in +-rotation_deg, shift uniform in +-shift (fraction of the image
         side), scale uniform in 1 +- scale_jitter.
@@ -173,9 +176,10 @@ class SyntheticFaceConfig:
     identity_seed: int | None = None
     identity_offset: int = 0
     class_priors: str | tuple[float, ...] = "uniform"
-    intensity_range: tuple[float, float] = (0.3, 1.0)
-    cue_noise: float = 0.15
+    intensity_range: tuple[float, float] = (0.45, 1.0)
+    cue_noise: float = 0.12
     rest_scale: float = 0.15
+    zoom: float = 1.4
     rotation_deg: float = 8.0
     shift: float = 0.05
     scale_jitter: float = 0.06
@@ -196,6 +200,8 @@ class SyntheticFaceConfig:
         lo, hi = self.intensity_range
         if not 0.0 <= lo <= hi:
             raise ValueError(f"intensity_range={self.intensity_range}: need 0 <= low <= high")
+        if self.zoom <= 0:
+            raise ValueError(f"zoom={self.zoom}: must be > 0")
         if self.supersample < 1:
             raise ValueError(f"supersample={self.supersample}: must be >= 1")
         if not 1 <= self.jpeg_quality <= 100:
@@ -476,7 +482,7 @@ def _draw_face(draw: ImageDraw.ImageDraw, ident: FaceIdentity, cues: dict[str, f
                              0.045 * S, 0.03 * S), fill=col)
 
     # eyes (AU5 widens, AU7 narrows)
-    eo = float(np.clip(1.0 + 0.55 * cues["eye_open"], 0.15, 1.9))
+    eo = float(np.clip(1.0 + 0.6 * cues["eye_open"], 0.15, 1.9))
     ew, eh = ident.eye_w * S, ident.eye_h * S * eo
     for sx in (-1, 1):
         ex = cx + sx * ident.eye_dx * S
@@ -496,8 +502,8 @@ def _draw_face(draw: ImageDraw.ImageDraw, ident: FaceIdentity, cues: dict[str, f
                   fill=(35, 35, 35), width=max(1, round(0.008 * S)))
 
     # brows: height (AU1+2 / AU4), slant (inner end up / down), pulled together (AU4)
-    raise_ = cues["brow_raise"] * 0.035 * S
-    slant = cues["brow_slant"] * 0.022 * S
+    raise_ = cues["brow_raise"] * 0.045 * S
+    slant = cues["brow_slant"] * 0.03 * S
     pull = max(cues["brow_pull"], -0.5) * 0.022 * S
     bt = ident.brow_thick * S
     brow_col = _darker(ident.hair, 0.6) if ident.hair_style != 2 else _darker(ident.skin, 0.45)
@@ -544,7 +550,7 @@ def _draw_face(draw: ImageDraw.ImageDraw, ident: FaceIdentity, cues: dict[str, f
     # mouth: corners lift with "curve", opening, width, raised upper lip, pressed lips
     mx, my = cx, cy + ident.mouth_y * S
     half_w = ident.mouth_w * S * float(np.clip(1.0 + 0.35 * cues["width"], 0.5, 1.6))
-    curve = cues["curve"] * 0.035 * S  # corner height above the middle
+    curve = cues["curve"] * 0.05 * S  # corner height above the middle
     opening = max(cues["open"], 0.0) * 0.1 * S
     up = max(cues["upper_lip"], 0.0) * 0.02 * S
     lip_t = ident.lip_thick * S * float(np.clip(1.0 - 0.7 * max(cues["press"], 0.0), 0.2, 1.5))
@@ -578,11 +584,14 @@ def render_face(
     conditions: Conditions | None = None,
     image_size: int = 100,
     supersample: int = 2,
+    zoom: float = 1.0,
 ) -> np.ndarray:
     """Render one face as an (image_size, image_size, 3) uint8 array.
 
     The face is drawn at ``supersample * image_size`` on the identity's background, rotated /
-    scaled / shifted about the image centre (one affine resampling), downsampled with a box
+    scaled (by ``conditions.scale * zoom``) / shifted about the point (0.5, 0.56) of the image
+    (one affine resampling; ``zoom > 1`` crops to the face like RAF-DB's aligned images),
+    downsampled with a box
     filter, then lit: ``out = clip(img * gain * (1 + gradient * <u, d>) + noise)``, where ``u``
     is the pixel position relative to the centre (in [-1, 1]) and ``d`` the gradient direction.
 
@@ -598,6 +607,8 @@ def render_face(
         Output side.
     supersample : int
         Drawing resolution factor.
+    zoom : float
+        Crop factor applied with the pose (1 shows head, hair and shoulders).
 
     Returns
     -------
@@ -607,14 +618,16 @@ def render_face(
     S = image_size * supersample
     im = Image.new("RGB", (S, S), identity.background)
     _draw_face(ImageDraw.Draw(im), identity, cues, float(S))
-    if cond.angle or cond.shift_x or cond.shift_y or cond.scale != 1.0:
-        # inverse map (output -> input) about the centre: x_in = R^-1 (x_out - c - t) / s + c
+    scale = cond.scale * zoom
+    if cond.angle or cond.shift_x or cond.shift_y or scale != 1.0:
+        # inverse map (output -> input) about the zoom centre c = (0.5, 0.56) S:
+        # p_in = c + R^-1 (p_out - c - t) / scale
         a = math.radians(cond.angle)
-        cos, sin = math.cos(a) / cond.scale, math.sin(a) / cond.scale
-        c = S / 2.0
+        cos, sin = math.cos(a) / scale, math.sin(a) / scale
+        cx, cy = 0.5 * S, 0.56 * S
         tx, ty = cond.shift_x * S, cond.shift_y * S
-        m = (cos, -sin, c - cos * (c + tx) + sin * (c + ty),
-             sin, cos, c - sin * (c + tx) - cos * (c + ty))
+        m = (cos, -sin, cx - cos * (cx + tx) + sin * (cy + ty),
+             sin, cos, cy - sin * (cx + tx) - cos * (cy + ty))
         im = im.transform((S, S), Image.Transform.AFFINE, m, resample=Image.Resampling.BILINEAR,
                           fillcolor=identity.background)
     if supersample > 1:
@@ -705,7 +718,8 @@ def _render_index(config: SyntheticFaceConfig, split: str, i: int, meta: dict,
     ident = pool[int(meta["identities"][i])]
     noise = rng.normal(0.0, config.cue_noise, len(CUES))
     cues = expression_cues(int(meta["labels"][i]), float(meta["intensities"][i]), ident.rest, noise)
-    return render_face(ident, cues, _conditions(config, rng), config.image_size, config.supersample)
+    return render_face(ident, cues, _conditions(config, rng), config.image_size, config.supersample,
+                       config.zoom)
 
 
 def _is_complete(root: Path, config: SyntheticFaceConfig) -> bool:
@@ -815,7 +829,7 @@ def contact_sheet(path: str | os.PathLike, config: SyntheticFaceConfig | None = 
             noise = rng.normal(0.0, config.cue_noise, len(CUES))
             cues = expression_cues(c, intensity, ident.rest, noise)
             img = render_face(ident, cues, _conditions(config, rng), config.image_size,
-                              config.supersample)
+                              config.supersample, config.zoom)
             ax = axes[c, j]
             ax.imshow(img)
             ax.set_xticks([])
