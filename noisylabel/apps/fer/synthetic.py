@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -808,7 +809,7 @@ def contact_sheet(path: str | os.PathLike, config: SyntheticFaceConfig | None = 
 
     Columns use the first ``n_identities`` identities of ``config`` at a fixed ``intensity``
     with the config's per-image pose, lighting and jitter, so the sheet shows both the class
-    cues and the identity variation. Written as PNG.
+    cues and the identity variation. Written as a 256-colour PNG.
 
     Returns
     -------
@@ -841,8 +842,12 @@ def contact_sheet(path: str | os.PathLike, config: SyntheticFaceConfig | None = 
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=80, format="png")
     plt.close(fig)
+    # a 256-colour palette keeps the sheet small (docs) at no visible cost
+    with Image.open(buf) as im:
+        im.convert("RGB").quantize(256, dither=Image.Dither.NONE).save(path, optimize=True)
     return path
 
 
