@@ -109,8 +109,9 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
     label_issues_mask_ : ndarray of shape (n_samples,), dtype=bool
         ``True`` where the label is probably wrong (``clean_probability_ < threshold``).
     mixture_ : BetaMixture or None
-        The mixture fitted to the signal of the cross-validated samples (``None`` when too
-        few samples could be cross-validated).
+        The global mixture fitted to the signal of the cross-validated samples (with
+        ``per_class=True`` it is the fit that classes without their own mixture fall back
+        to); ``None`` when fewer than two classes could be cross-validated.
     refit_mode_ : {"weight", "drop"}
         How the final refit used the clean probabilities.
     n_features_in_ : int
@@ -194,7 +195,7 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
     def _splitter(self, y_enc: np.ndarray) -> Any:
         if not isinstance(self.cv, Integral):
             return self.cv
-        smallest = int(np.bincount(y_enc).min())
+        smallest = int(np.unique(y_enc, return_counts=True)[1].min())
         n_splits = min(int(self.cv), smallest)
         if n_splits < int(self.cv):
             warnings.warn(
@@ -216,6 +217,12 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
             judged = np.ones(n, dtype=bool)
         present = np.unique(y_enc[judged])
         if present.size < 2:
+            warnings.warn(
+                "fewer than 2 classes have 2 or more samples: nothing can be cross-validated; "
+                "every sample gets clean probability 1 and the estimator is fitted as is",
+                UserWarning,
+                stacklevel=3,
+            )
             return pred_probs, np.zeros(n, dtype=bool)
         if not judged.all():
             warnings.warn(
@@ -246,7 +253,7 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
         mixture = BetaMixture(clean_side=sig.clean_side, **(self.mixture_params or {}))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # clean_probability already warned on a bad fit
-            return mixture.fit(sig.fn(labels, pred_probs))
+            return mixture.fit(sig(labels, pred_probs))
 
     # ---------------------------------------------------------------- public API
     def fit(self, X: Any, y: Any) -> BMMWeightedClassifier:

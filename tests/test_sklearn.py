@@ -70,10 +70,10 @@ def test_get_params_set_params_and_clone() -> None:
 
 
 def test_grid_search_tunes_nested_and_own_parameters() -> None:
-    X, y = make_classification(n_samples=200, random_state=0)
-    grid = {"estimator__C": [0.1, 1.0], "threshold": [0.3, 0.5]}
-    est = BMMWeightedClassifier(LogisticRegression(), cv=3, random_state=0)
-    search = GridSearchCV(est, grid, cv=3).fit(X, y)
+    X, y = make_classification(n_samples=120, random_state=0)
+    grid = {"estimator__C": [0.01, 1.0], "threshold": [0.4]}
+    est = BMMWeightedClassifier(LogisticRegression(), cv=2, random_state=0)
+    search = GridSearchCV(est, grid, cv=2).fit(X, y)
     assert set(search.best_params_) == set(grid)
     assert search.best_estimator_.estimator_.C == search.best_params_["estimator__C"]
 
@@ -149,18 +149,30 @@ def test_wrapper_beats_plain_estimator_under_noise(estimator, margin) -> None:
     assert np.mean(wrapped) >= np.mean(plain) + margin, (plain, wrapped)
 
 
-def test_small_classes_lower_the_folds_and_singletons_stay_unjudged() -> None:
+@pytest.mark.parametrize("singleton", [1, 3])
+def test_small_classes_lower_the_folds_and_singletons_stay_unjudged(singleton) -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 3))
-    y = np.array([0] * 20 + [1] * 17 + [2] * 2 + [3])
-    X[y == 1] += 3.0
+    y = np.array([0] * 20 + [2] * 17 + [4] * 2 + [singleton])
+    X[y == 2] += 3.0
     with pytest.warns(UserWarning) as record:
         clf = BMMWeightedClassifier(cv=5, random_state=0).fit(X, y)
     messages = " ".join(str(r.message) for r in record)
     assert "using 2 folds" in messages and "single member" in messages
-    assert clf.clean_probability_[-1] == 1.0  # the single member of class 3
+    assert clf.clean_probability_[-1] == 1.0  # the single member of its class
     assert np.isnan(clf.pred_probs_[-1]).all()
+    assert np.isfinite(clf.pred_probs_[:-1]).all()
     assert clf.predict_proba(X).shape == (40, 4)
+
+
+def test_nothing_to_cross_validate_fits_the_estimator_as_is() -> None:
+    X = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]])
+    y = np.array(["a", "b", "c"])
+    with pytest.warns(UserWarning, match="nothing can be cross-validated"):
+        clf = BMMWeightedClassifier().fit(X, y)
+    np.testing.assert_array_equal(clf.clean_probability_, 1.0)
+    assert clf.mixture_ is None and not clf.label_issues_mask_.any()
+    assert clf.predict(X).shape == (3,)
 
 
 def test_splitter_cv_is_used_as_given() -> None:
