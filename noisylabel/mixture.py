@@ -180,34 +180,45 @@ class BetaMixture:
         step = -(-x.shape[0] // _INIT_SAMPLE)
         return x[::step]
 
-    def _init_params(self, x_sub: np.ndarray) -> tuple[list[float], list[float], list[float]]:
-        """Starting parameters from a (small, numpy) subsample of the clamped data."""
+    def _init_params(self, x_sub: Any) -> tuple[list[float], list[float], list[float]]:
+        """Starting parameters from a small subsample (numpy, or a tensor on its device)."""
         if self.init == "fixed":
             return list(_FIXED_INIT[0]), list(_FIXED_INIT[1]), [0.5, 0.5]
-        sub = np.sort(x_sub)
+        if is_tensor(x_sub):
+            import torch
+
+            sub = torch.sort(x_sub).values
+            cum = torch.cat([sub.new_zeros(1), torch.cumsum(sub, 0)])
+        else:
+            sub = np.sort(x_sub)
+            cum = np.concatenate([[0.0], np.cumsum(sub)])
         n = sub.shape[0]
+        total = float(cum[n])
         # quantile start: split at the median, then move the split to the midpoint of the two
-        # halves' means until it is stable (1-d two-means on sorted data, O(n log n) total)
-        cum = np.concatenate([[0.0], np.cumsum(sub)])
+        # parts' means until it is stable (1-d two-means on sorted data; scalar syncs only)
         split = n // 2
         for _ in range(100):
             if split <= 0 or split >= n:
                 split = n // 2
                 break
-            lo_mean = cum[split] / split
-            hi_mean = (cum[n] - cum[split]) / (n - split)
-            new = int(np.searchsorted(sub, 0.5 * (lo_mean + hi_mean), side="right"))
+            lo_sum = float(cum[split])
+            mid = 0.5 * (lo_sum / split + (total - lo_sum) / (n - split))
+            if is_tensor(sub):
+                new = int(torch.searchsorted(sub, sub.new_tensor([mid]), right=True).item())
+            else:
+                new = int(np.searchsorted(sub, mid, side="right"))
             if new == split:
                 break
             split = new
         parts = (sub[:split], sub[split:]) if 0 < split < n else (sub, sub)
         alphas, betas = [], []
         for part in parts:
-            a, b = self._moments_to_params(float(part.mean()), float(part.var()))
+            mean = float(part.mean())
+            var = float(((part - mean) ** 2).mean())
+            a, b = self._moments_to_params(mean, var)
             alphas.append(a)
             betas.append(b)
-        w0 = parts[0].shape[0] / n if parts[0] is not parts[1] else 0.5
-        w0 = min(max(w0, 0.05), 0.95)
+        w0 = min(max(split / n, 0.05), 0.95) if 0 < split < n else 0.5
         return alphas, betas, [w0, 1 - w0]
 
     @staticmethod
@@ -325,13 +336,13 @@ class BetaMixture:
         n = x.shape[0]
         if n < 2:
             raise ValueError(f"x has {n} value; fitting a two-component mixture needs at least 2")
-        x_sub = self._subsample(x)
-        x_sub_np = x_sub.cpu().numpy() if is_tensor(x_sub) else x_sub  # <= 65,536 values
-        params = self._init_params(x_sub_np)
+        x_sub = self._subsample(x)  # <= 65,536 values, on x's device
+        x_sub = x_sub.contiguous() if is_tensor(x_sub) else np.ascontiguousarray(x_sub)
+        params = self._init_params(x_sub)
         n_iter_sub = 0
-        if self.init == "quantile" and x_sub_np.shape[0] < n:
+        if self.init == "quantile" and x_sub.shape[0] < n:
             # warm start: converge on the subsample first (cheap), then refine on all data
-            params, _, n_iter_sub, _, _ = self._em(np.ascontiguousarray(x_sub_np), params)
+            params, _, n_iter_sub, _, _ = self._em(x_sub, params)
         (alphas, betas, weights), ll, n_iter, converged, ll_one = self._em(x, params)
 
         alphas_ = np.asarray(alphas, dtype=np.float64)
