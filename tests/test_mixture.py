@@ -209,3 +209,21 @@ def test_monotone_torch_matches_numpy():
     x, m = _u_shaped_fit("high")
     w_t = m.clean_probability(torch.from_numpy(x))
     np.testing.assert_allclose(w_t.numpy(), m.clean_probability(x), rtol=1e-12)
+
+
+def test_torch_path_makes_no_host_copy(monkeypatch):
+    # the torch path may read scalars (.item(), .tolist() of a few sums) but never copies an
+    # array to the host: .cpu() and .numpy() are forbidden during fit and inference
+    x = torch.from_numpy(sample(CASES[0], 100_000, 0)[0])
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("host copy on the torch path")
+
+    monkeypatch.setattr(torch.Tensor, "cpu", forbidden)
+    monkeypatch.setattr(torch.Tensor, "numpy", forbidden)
+    m = BetaMixture().fit(x)
+    assert m.n_iter_subsample_ > 0  # the warm start ran on the tensor too
+    w = m.clean_probability(x)
+    r = m.predict_proba(x)
+    s = m.score_samples(x)
+    assert isinstance(w, torch.Tensor) and isinstance(r, torch.Tensor) and isinstance(s, torch.Tensor)
