@@ -46,6 +46,8 @@ class RecordingNoiseModel(NoiseModel):
 
 @pytest.fixture(scope="module")
 def trained() -> dict[str, object]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a 2-32-3 MLP: extra threads only oversubscribe the CI's 2 cores
     mp = pytest.MonkeyPatch()
     mp.setattr(noisylabel, "NoiseModel", RecordingNoiseModel)  # the doc imports it from here
     namespace: dict[str, object] = {"__name__": "__docs__"}
@@ -53,6 +55,7 @@ def trained() -> dict[str, object]:
         exec(compile(doc_loop(), f"{DOC.name} [NoiseModel loop]", "exec"), namespace)  # noqa: S102
     finally:
         mp.undo()
+        torch.set_num_threads(threads)
     return namespace
 
 

@@ -14,9 +14,17 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from threadpoolctl import threadpool_limits
 
 from noisylabel import BetaMixture, clean_probability, symmetric_noise
 from noisylabel.sklearn import BMMWeightedClassifier
+
+
+@pytest.fixture(autouse=True)
+def one_blas_thread():
+    """Tiny problems: multi-threaded BLAS only oversubscribes the CI's 2 cores."""
+    with threadpool_limits(limits=1):
+        yield
 
 
 def expected_failed_checks(estimator: BMMWeightedClassifier) -> dict[str, str]:
