@@ -17,6 +17,7 @@ from noisylabel._version import __version__
 _EXPORTS: dict[str, str] = {
     # mixture model (paper eq. 4-6)
     "BetaMixture": "noisylabel.mixture",
+    "MixtureNotSeparatedWarning": "noisylabel.mixture",
     # per-sample signals (paper eq. 3)
     "cosine_similarity": "noisylabel.signals",
     "normalized_loss": "noisylabel.signals",
@@ -43,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     "write_noise_file": "noisylabel.noise",
     # integrations
     "NoiseModel": "noisylabel.noise_model",
+    "FitReport": "noisylabel.noise_model",
     "BMMWeightedClassifier": "noisylabel.sklearn",
     "AverageAnchor": "noisylabel.layers",
 }
@@ -73,9 +75,14 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     )
     from noisylabel.layers import AverageAnchor
     from noisylabel.losses import soft_target_kl, weighted_cross_entropy
-    from noisylabel.mixture import BetaMixture
-    from noisylabel.noise import read_noise_file, symmetric_noise, transition_noise, write_noise_file
-    from noisylabel.noise_model import NoiseModel
+    from noisylabel.mixture import BetaMixture, MixtureNotSeparatedWarning
+    from noisylabel.noise import (
+        read_noise_file,
+        symmetric_noise,
+        transition_noise,
+        write_noise_file,
+    )
+    from noisylabel.noise_model import FitReport, NoiseModel
     from noisylabel.schedule import loss_weights
     from noisylabel.signals import Signal, cosine_similarity, get_signal, normalized_loss
     from noisylabel.sklearn import BMMWeightedClassifier
