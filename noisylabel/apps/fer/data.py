@@ -445,8 +445,9 @@ class BatchAugment:
       autocontrast, equalize and invert take no magnitude;
     * random erasing with probability ``erase_p`` of a box of area ``U(erase_scale)`` of the
       image and aspect ratio log-uniform in ``erase_ratio``, set to 0 after normalisation (the
-      mean colour), as torchvision's ``RandomErasing(scale=(0.02, 0.25))`` used by EAC / Ada-DF
-      (p = 0.5 there too).
+      mean colour), as the FER code bases built on SCN / EAC do with torchvision's
+      ``RandomErasing(scale=(0.02, 0.25))`` (its default p = 0.5); torchvision retries a box that
+      does not fit, here the box sides are clipped to the image.
 
     Differences from timm's PIL implementation (documented, deliberate):
 

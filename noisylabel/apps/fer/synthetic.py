@@ -177,10 +177,10 @@ class SyntheticFaceConfig:
     identity_seed: int | None = None
     identity_offset: int = 0
     class_priors: str | tuple[float, ...] = "uniform"
-    intensity_range: tuple[float, float] = (0.45, 1.0)
-    cue_noise: float = 0.12
+    intensity_range: tuple[float, float] = (0.5, 1.0)
+    cue_noise: float = 0.1
     rest_scale: float = 0.15
-    zoom: float = 1.4
+    zoom: float = 1.5
     rotation_deg: float = 8.0
     shift: float = 0.05
     scale_jitter: float = 0.06
@@ -370,14 +370,14 @@ def make_identity(identity: int, identity_seed: int, rest_scale: float = 0.15) -
         iris=_colour(iris),
         brow_gap=rng.uniform(0.045, 0.065),
         brow_len=rng.uniform(0.065, 0.09),
-        brow_thick=rng.uniform(0.016, 0.026),
+        brow_thick=rng.uniform(0.02, 0.03),
         nose_y=rng.uniform(0.04, 0.08),
         nose_len=rng.uniform(0.06, 0.10),
         nose_w=rng.uniform(0.025, 0.04),
         mouth_y=rng.uniform(0.16, 0.21),
         mouth_w=rng.uniform(0.07, 0.10),
         lip=_colour(lip),
-        lip_thick=rng.uniform(0.008, 0.016),
+        lip_thick=rng.uniform(0.011, 0.018),
         glasses=bool(rng.random() < 0.15),
         rest=tuple(float(r) for r in rest),
     )
@@ -483,7 +483,7 @@ def _draw_face(draw: ImageDraw.ImageDraw, ident: FaceIdentity, cues: dict[str, f
                              0.045 * S, 0.03 * S), fill=col)
 
     # eyes (AU5 widens, AU7 narrows)
-    eo = float(np.clip(1.0 + 0.6 * cues["eye_open"], 0.15, 1.9))
+    eo = float(np.clip(1.0 + 0.7 * cues["eye_open"], 0.15, 1.9))
     ew, eh = ident.eye_w * S, ident.eye_h * S * eo
     for sx in (-1, 1):
         ex = cx + sx * ident.eye_dx * S
@@ -503,8 +503,8 @@ def _draw_face(draw: ImageDraw.ImageDraw, ident: FaceIdentity, cues: dict[str, f
                   fill=(35, 35, 35), width=max(1, round(0.008 * S)))
 
     # brows: height (AU1+2 / AU4), slant (inner end up / down), pulled together (AU4)
-    raise_ = cues["brow_raise"] * 0.045 * S
-    slant = cues["brow_slant"] * 0.03 * S
+    raise_ = cues["brow_raise"] * 0.05 * S
+    slant = cues["brow_slant"] * 0.035 * S
     pull = max(cues["brow_pull"], -0.5) * 0.022 * S
     bt = ident.brow_thick * S
     brow_col = _darker(ident.hair, 0.6) if ident.hair_style != 2 else _darker(ident.skin, 0.45)
@@ -551,7 +551,7 @@ def _draw_face(draw: ImageDraw.ImageDraw, ident: FaceIdentity, cues: dict[str, f
     # mouth: corners lift with "curve", opening, width, raised upper lip, pressed lips
     mx, my = cx, cy + ident.mouth_y * S
     half_w = ident.mouth_w * S * float(np.clip(1.0 + 0.35 * cues["width"], 0.5, 1.6))
-    curve = cues["curve"] * 0.05 * S  # corner height above the middle
+    curve = cues["curve"] * 0.06 * S  # corner height above the middle
     opening = max(cues["open"], 0.0) * 0.1 * S
     up = max(cues["upper_lip"], 0.0) * 0.02 * S
     lip_t = ident.lip_thick * S * float(np.clip(1.0 - 0.7 * max(cues["press"], 0.0), 0.2, 1.5))
