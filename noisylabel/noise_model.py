@@ -17,7 +17,9 @@ Python loop over samples), ``fit`` fits a :class:`~noisylabel.mixture.BetaMixtur
 recorded signal and mines class distributions with
 :class:`~noisylabel.distribution.ClassDistributionMiner`. When ``torch.distributed`` is
 initialised, ``fit`` first all-reduces the recorded buffers, so every rank fits on the
-global data and holds the same w and D.
+global data and holds the same w and D: each rank records only its own share of the indices
+(an index recorded by several ranks, such as DistributedSampler's padding, is averaged; one
+recorded by none keeps its w), and every rank calls ``fit`` (a collective) each epoch.
 """
 
 from __future__ import annotations
@@ -209,10 +211,27 @@ class NoiseModel:
         self._labels[idx] = y
 
     def _all_reduce(self) -> None:
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(self._probs, op=dist.ReduceOp.SUM)
-            dist.all_reduce(self._count, op=dist.ReduceOp.SUM)
-            dist.all_reduce(self._labels, op=dist.ReduceOp.MAX)  # unrecorded entries are -1
+        """Sum the recorded probabilities and counts over the ranks; take the labels' maximum.
+
+        After it every rank holds the global buffers: an index recorded by one rank only gets
+        that rank's sum (the others add zeros), one recorded by several ranks (the padding
+        duplicates of :class:`~torch.utils.data.DistributedSampler`) the sum of all its records
+        with a matching count, so ``fit``'s per-index mean is what one process recording the
+        same predictions would get. Labels are -1 where a rank recorded nothing. NCCL reduces
+        CUDA tensors only: CPU buffers travel through the current CUDA device then.
+        """
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        comm = self.device
+        if comm.type == "cpu" and dist.get_backend() == dist.Backend.NCCL:
+            comm = torch.device("cuda", torch.cuda.current_device())
+        packed = torch.cat([self._probs, self._count[:, None]], dim=1).to(comm)
+        labels = self._labels.to(comm)
+        dist.all_reduce(packed, op=dist.ReduceOp.SUM)
+        dist.all_reduce(labels, op=dist.ReduceOp.MAX)
+        self._probs.copy_(packed[:, :-1])
+        self._count.copy_(packed[:, -1])
+        self._labels.copy_(labels)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, epoch: int) -> FitReport:
@@ -221,7 +240,7 @@ class NoiseModel:
         Mines D (always), fits the mixture on the signal of the recorded samples and
         adopts its w for them unless ``epoch <= warmup`` or (``gate`` and the fit is not
         separated). Samples not recorded since the last fit keep their w. The recorded
-        buffers are then cleared.
+        buffers (predictions, counts, labels) are then cleared.
 
         Parameters
         ----------
@@ -293,6 +312,7 @@ class NoiseModel:
 
         self._probs.zero_()
         self._count.zero_()
+        self._labels.fill_(-1)  # stale labels would win the next all-reduce's maximum
         stats = torch.stack([self._w.mean(), (self._w < 0.5).float().mean()]).tolist()
         return FitReport(
             epoch=epoch,
