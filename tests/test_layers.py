@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from noisylabel.layers import AverageAnchor
 
@@ -54,3 +59,65 @@ def test_invalid():
         AverageAnchor(2, inference="test")
     with pytest.raises(ValueError, match="shape"):
         AverageAnchor(3)(torch.zeros(2, 4))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+SIZES = (3, 5)  # unequal per-rank batches: the global mean weights ranks by their size
+
+
+def _sync_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(sum(SIZES), 4, generator=g) + 2
+    upstream = torch.randn(sum(SIZES), 4, generator=g)  # d loss / d output
+    return f, upstream
+
+
+def _sync_worker(rank: int, port: int, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=len(SIZES))
+    try:
+        f, upstream = _sync_inputs()
+        part = slice(sum(SIZES[:rank]), sum(SIZES[: rank + 1]))
+        layer = AverageAnchor(4, sync=True)
+        with torch.no_grad():
+            layer.a.mul_(torch.arange(1.0, 5.0))
+        mine = f[part].clone().requires_grad_(True)
+        out_r = layer(mine)
+        (out_r * upstream[part]).sum().backward()
+        dist.all_reduce(layer.a.grad)  # what DDP does with parameter gradients (as a sum)
+        torch.save({"out": out_r.detach(), "f_grad": mine.grad, "a_grad": layer.a.grad,
+                    "running_mean": layer.running_mean}, Path(out) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_sync_anchor_is_the_global_batch_mean_with_its_gradient(tmp_path: Path):
+    mp.spawn(_sync_worker, args=(_free_port(), str(tmp_path)), nprocs=len(SIZES), join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(len(SIZES))]
+    # reference: one process, one layer, the concatenated batch, loss = sum of the ranks' losses
+    f, upstream = _sync_inputs()
+    layer = AverageAnchor(4)
+    with torch.no_grad():
+        layer.a.mul_(torch.arange(1.0, 5.0))
+    f = f.requires_grad_(True)
+    out = layer(f)
+    (out * upstream).sum().backward()
+    torch.testing.assert_close(torch.cat([r["out"] for r in ranks]), out.detach())
+    torch.testing.assert_close(torch.cat([r["f_grad"] for r in ranks]), f.grad)
+    for r in ranks:
+        torch.testing.assert_close(r["a_grad"], layer.a.grad)
+        torch.testing.assert_close(r["running_mean"], layer.running_mean)
+    # per-rank (unsynchronised) anchors would differ: the check above can fail
+    assert not torch.allclose(f[:3].mean(0), f.mean(0))
+
+
+def test_sync_without_process_group_is_the_local_mean():
+    f = torch.randn(6, 3)
+    torch.testing.assert_close(AverageAnchor(3, sync=True)(f), AverageAnchor(3)(f))
+    assert "sync=True" in repr(AverageAnchor(3, sync=True))
