@@ -1,0 +1,174 @@
+"""torch.distributed plumbing of the FER trainer: launch detection, ranks, sharding, sums.
+
+A process started by ``torchrun`` (or ``python -m torch.distributed.run``) finds ``WORLD_SIZE``,
+``RANK`` and ``LOCAL_RANK`` in its environment; :func:`setup` then joins the process group
+(NCCL on GPUs, each rank pinned to ``cuda:LOCAL_RANK``; gloo on CPU) and :func:`teardown` leaves
+it. Without those variables every helper here behaves as a single process of world size 1, so
+the trainer has one code path.
+
+Every rank draws the same epoch permutation from the same seeded generator; :func:`shard` gives
+the rank its part of it, as :class:`torch.utils.data.DistributedSampler` with ``shuffle=False``
+would over the permuted indices.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+
+import torch
+import torch.distributed as dist
+
+__all__ = [
+    "TORCHRUN_VARIABLES",
+    "launched_by_torchrun",
+    "setup",
+    "teardown",
+    "is_initialized",
+    "get_rank",
+    "get_world_size",
+    "is_main_process",
+    "barrier",
+    "shard",
+    "per_rank_batch_size",
+    "all_reduce_sum",
+]
+
+TORCHRUN_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
+"""Environment variables every process launched by torchrun receives."""
+
+
+def launched_by_torchrun(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK`` are all set (by torchrun)."""
+    env = os.environ if environ is None else environ
+    return all(name in env for name in TORCHRUN_VARIABLES)
+
+
+def is_initialized() -> bool:
+    """A default process group exists."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def setup(device: torch.device) -> torch.device:
+    """Join torchrun's process group (when launched by it); return this rank's device.
+
+    On CUDA the rank uses ``cuda:LOCAL_RANK`` (choose the GPUs with ``CUDA_VISIBLE_DEVICES``)
+    and the NCCL backend; on CPU the gloo backend. Rendezvous through ``env://`` (the
+    ``MASTER_ADDR``/``MASTER_PORT`` torchrun sets). A group that already exists is kept.
+
+    Parameters
+    ----------
+    device : torch.device
+        The device the run asked for (``cuda`` or ``cpu``).
+
+    Returns
+    -------
+    torch.device
+        ``device``, with the CUDA index replaced by ``LOCAL_RANK`` under torchrun.
+    """
+    if not launched_by_torchrun():
+        return device
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if device.type == "cuda":
+        if device.index not in (None, local_rank):
+            raise ValueError(
+                f"device {device} under torchrun: each process uses cuda:LOCAL_RANK "
+                f"(here cuda:{local_rank}); pick the GPUs with CUDA_VISIBLE_DEVICES instead"
+            )
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, init_method="env://",
+                                device_id=device if device.type == "cuda" else None)
+    return device
+
+
+def teardown() -> None:
+    """Leave the process group (after a barrier, so no rank exits while others still talk)."""
+    if is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def get_rank() -> int:
+    """This process's rank (0 without a process group)."""
+    return dist.get_rank() if is_initialized() else 0
+
+
+def get_world_size() -> int:
+    """Number of processes (1 without a process group)."""
+    return dist.get_world_size() if is_initialized() else 1
+
+
+def is_main_process() -> bool:
+    """Rank 0 (or no process group): the only process that writes files and prints."""
+    return get_rank() == 0
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op in a single process)."""
+    if is_initialized():
+        dist.barrier()
+
+
+def shard(
+    order: torch.Tensor, pad: bool = True, rank: int | None = None, world_size: int | None = None
+) -> torch.Tensor:
+    """This rank's part of a sequence of dataset indices.
+
+    With R ranks and N indices, ``pad=True`` is :class:`~torch.utils.data.DistributedSampler`'s
+    split (``shuffle=False, drop_last=False``): the sequence is repeated from its start up to
+    ``R * ceil(N / R)`` entries and rank r takes entries ``r, r + R, r + 2R, ...``, so every rank
+    gets ``ceil(N / R)`` indices (equal step counts for DDP) and up to R - 1 indices are seen
+    twice per epoch. ``pad=False`` takes ``r, r + R, ...`` of the sequence itself: every index
+    exactly once over all ranks (for evaluation and statistics passes).
+
+    Parameters
+    ----------
+    order : torch.Tensor of shape (N,)
+        Indices, e.g. the epoch's permutation (identical on every rank).
+    pad : bool
+        Pad to equal shard lengths.
+    rank, world_size : int, optional
+        Default: this process's rank and the group's size.
+
+    Returns
+    -------
+    torch.Tensor
+        The rank's indices, on ``order``'s device; ``order`` itself in a single process.
+    """
+    r = get_rank() if rank is None else rank
+    size = get_world_size() if world_size is None else world_size
+    if size == 1:
+        return order
+    if pad:
+        n = order.shape[0]
+        total = size * math.ceil(n / size)
+        order = order.repeat(math.ceil(total / n))[:total]
+    return order[r::size]
+
+
+def per_rank_batch_size(batch_size: int, world_size: int | None = None) -> int:
+    """``batch_size / world_size``: ``--batch-size`` is the global batch of one optimiser step.
+
+    Raises
+    ------
+    ValueError
+        When the global batch does not split evenly over the ranks.
+    """
+    size = get_world_size() if world_size is None else world_size
+    if batch_size % size:
+        raise ValueError(
+            f"batch_size={batch_size} is the global batch and must be divisible by the "
+            f"{size} processes (use a multiple of {size})"
+        )
+    return batch_size // size
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over all ranks, in place; returns it (unchanged in a single process)."""
+    if is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
