@@ -141,6 +141,15 @@ class NoiseModel:
         Minimum recorded samples of a class for its own mixture.
     mixture_kwargs : dict, optional
         Extra :class:`BetaMixture` arguments.
+
+    Attributes
+    ----------
+    mixture_ : BetaMixture or None
+        The global mixture of the last ``fit``.
+    signal_ : torch.Tensor or None
+        Shape (N,): the signal S that mixture was fitted to, by dataset index (global under
+        torch.distributed), NaN for samples not recorded before that fit; for plots of S
+        against the fitted mixture. Not part of ``state_dict``.
     """
 
     def __init__(
@@ -184,6 +193,7 @@ class NoiseModel:
         self._d = torch.as_tensor(self.miner.distributions_, dtype=torch.float32, device=dev)
         self.last_accepted_epoch: int | None = None
         self.mixture_: BetaMixture | None = None
+        self.signal_: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ recording
     def record(self, indices: torch.Tensor, pred_probs: torch.Tensor, labels: torch.Tensor) -> None:
@@ -288,6 +298,8 @@ class NoiseModel:
                     else:
                         fallback.append(c)
         self.mixture_ = bmm
+        self.signal_ = torch.full((self.num_samples,), float("nan"), device=self.device)
+        self.signal_[seen_idx] = s.to(torch.float32)
 
         if epoch <= self.warmup:
             reason = "warmup"

@@ -56,6 +56,18 @@ def test_record_by_index_survives_shuffled_order():
     assert w[~flip].mean() > 0.8 and w[flip].mean() < 0.2
     assert ra.n_seen == N
     assert ra.as_dict()["epoch"] == 1
+    cosine = probs[torch.arange(N), labels] / probs.norm(dim=1)
+    torch.testing.assert_close(a.signal_, cosine, rtol=0, atol=1e-6)
+
+
+def test_signal_is_nan_where_nothing_was_recorded():
+    labels, probs, _ = separated_epoch()
+    nm = NoiseModel(N, C)
+    assert nm.signal_ is None
+    seen = torch.arange(0, N, 2)
+    nm.record(seen, probs[seen], labels[seen])
+    nm.fit(1)
+    assert torch.isnan(nm.signal_[1::2]).all() and not torch.isnan(nm.signal_[seen]).any()
 
 
 def test_repeated_records_are_averaged():
