@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
@@ -30,7 +31,9 @@ __all__ = [
     "get_world_size",
     "is_main_process",
     "barrier",
+    "main_process_first",
     "shard",
+    "block",
     "per_rank_batch_size",
     "all_reduce_sum",
 ]
@@ -113,24 +116,35 @@ def barrier() -> None:
         dist.barrier()
 
 
+@contextmanager
+def main_process_first() -> Iterator[None]:
+    """Run the block on rank 0 first, then on the other ranks (which wait at a barrier).
+
+    For work that fills a cache on disk (decoded images, a generated data set, a pretrained
+    backbone): rank 0 writes it, the others then read it instead of repeating the work.
+    """
+    if not is_main_process():
+        barrier()
+    yield
+    if is_main_process():
+        barrier()
+
+
 def shard(
-    order: torch.Tensor, pad: bool = True, rank: int | None = None, world_size: int | None = None
+    order: torch.Tensor, rank: int | None = None, world_size: int | None = None
 ) -> torch.Tensor:
     """This rank's part of a sequence of dataset indices.
 
-    With R ranks and N indices, ``pad=True`` is :class:`~torch.utils.data.DistributedSampler`'s
+    With R ranks and N indices this is :class:`~torch.utils.data.DistributedSampler`'s
     split (``shuffle=False, drop_last=False``): the sequence is repeated from its start up to
     ``R * ceil(N / R)`` entries and rank r takes entries ``r, r + R, r + 2R, ...``, so every rank
     gets ``ceil(N / R)`` indices (equal step counts for DDP) and up to R - 1 indices are seen
-    twice per epoch. ``pad=False`` takes ``r, r + R, ...`` of the sequence itself: every index
-    exactly once over all ranks (for evaluation and statistics passes).
+    twice per epoch (:func:`block` splits without repeats).
 
     Parameters
     ----------
     order : torch.Tensor of shape (N,)
         Indices, e.g. the epoch's permutation (identical on every rank).
-    pad : bool
-        Pad to equal shard lengths.
     rank, world_size : int, optional
         Default: this process's rank and the group's size.
 
@@ -143,11 +157,21 @@ def shard(
     size = get_world_size() if world_size is None else world_size
     if size == 1:
         return order
-    if pad:
-        n = order.shape[0]
-        total = size * math.ceil(n / size)
-        order = order.repeat(math.ceil(total / n))[:total]
-    return order[r::size]
+    n = order.shape[0]
+    total = size * math.ceil(n / size)
+    return order.repeat(math.ceil(total / n))[:total][r::size]
+
+
+def block(n: int, rank: int | None = None, world_size: int | None = None) -> slice:
+    """This rank's contiguous part of ``range(n)``: every index exactly once over all ranks.
+
+    Rank r of R gets ``floor(r n / R) .. floor((r + 1) n / R) - 1`` (sizes differ by at most
+    one; a slice, so ``images[block(n)]`` is a view, not a copy). For evaluation and
+    statistics passes, whose results are summed (:func:`all_reduce_sum`) or recorded by index.
+    """
+    r = get_rank() if rank is None else rank
+    size = get_world_size() if world_size is None else world_size
+    return slice(r * n // size, (r + 1) * n // size)
 
 
 def per_rank_batch_size(batch_size: int, world_size: int | None = None) -> int:

@@ -25,9 +25,10 @@ def test_shard_is_distributed_samplers_split(n: int, world: int) -> None:
         sampler = DistributedSampler(range(n), num_replicas=world, rank=r, shuffle=False)
         assert part.tolist() == order[list(sampler)].tolist()
     assert set(torch.cat(shards).tolist()) == set(range(n))
-    unpadded = torch.cat([distributed.shard(order, pad=False, rank=r, world_size=world)
-                          for r in range(world)])
-    assert sorted(unpadded.tolist()) == list(range(n))  # every index exactly once
+    assert len({len(part) for part in shards}) == 1  # equal step counts on every rank
+    blocks = [order[distributed.block(n, rank=r, world_size=world)] for r in range(world)]
+    assert torch.equal(torch.cat(blocks), order)  # every index exactly once, in order
+    assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
 
 
 def test_single_process_defaults() -> None:
@@ -37,7 +38,11 @@ def test_single_process_defaults() -> None:
     assert distributed.is_main_process()
     assert distributed.shard(order) is order
     assert distributed.all_reduce_sum(torch.ones(2)).tolist() == [1.0, 1.0]
+    assert distributed.block(5) == slice(0, 5)
     distributed.barrier()
+    with distributed.main_process_first():
+        order = order + 1
+    assert order.tolist() == [1, 2, 3, 4, 5]
     distributed.teardown()
 
 
