@@ -39,7 +39,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 SYNTHETIC_DEFAULTS: dict[str, Any] = {
     "n_train": 2000,
     "n_test": 500,
-    "image_size": 48,
+    "image_size": 32,
     "n_identities": 200,
     "seed": 0,
 }
@@ -50,7 +50,7 @@ SYNTHETIC_PRETRAIN_EPOCHS = 4
 
 # Training defaults per regime: the built-in synthetic data (small, CPU-friendly) and RAF-DB
 # (the paper, SPEC 7; the rest comes from TrainConfig's defaults).
-SYNTHETIC_TRAIN_DEFAULTS: dict[str, Any] = {"image_size": 48, "epochs": 15, "noise": 0.3,
+SYNTHETIC_TRAIN_DEFAULTS: dict[str, Any] = {"image_size": 32, "epochs": 15, "noise": 0.3,
                                             "batch_size": 32}
 RAFDB_TRAIN_DEFAULTS: dict[str, Any] = {"image_size": 100, "epochs": 75, "noise": 0.0,
                                         "batch_size": 32}
@@ -102,7 +102,7 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="exact: flip round(rate*N) labels; bernoulli: flip each with prob. rate "
                         "(default exact)")
     d.add_argument("--image-size", type=int, metavar="PX",
-                   help="input side in pixels (default 48 synthetic, 100 RAF-DB as in the paper; "
+                   help="input side in pixels (default 32 synthetic, 100 RAF-DB as in the paper; "
                         "most public code uses 224)")
 
     m = p.add_argument_group("model")
@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_train = sub.add_parser(
         "train", help="train a model (no arguments: built-in synthetic faces, 30%% noise)",
         description="Train a paper Table I variant. Without --data: the built-in synthetic faces "
-                    "(48 px, 2000 train / 500 test, 30%% noise, 15 epochs). With --data: the "
+                    "(32 px, 2000 train / 500 test, 30%% noise, 15 epochs). With --data: the "
                     "paper's RAF-DB defaults (100 px, batch 32, Adam 1e-3, ExponentialLR 0.9, "
                     "75 epochs, t=0.7, beta=3).",
     )

@@ -66,7 +66,7 @@ class PretrainConfig:
     data: str = ""
     task: str = "identity"
     out: str = "pretrained/resnet18_faces.pth"
-    image_size: int = 48
+    image_size: int = 32
     epochs: int = 6
     batch_size: int = 64
     lr: float = 1e-3
@@ -225,7 +225,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "disjoint from the built-in training set's)")
     parser.add_argument("--out", metavar="FILE", default="pretrained/resnet18_faces.pth",
                         help="checkpoint to write; FILE.sha256 and FILE.json are written beside")
-    parser.add_argument("--image-size", type=int, default=48, help="input side (default 48)")
+    parser.add_argument("--image-size", type=int, default=32, help="input side (default 32)")
     parser.add_argument("--epochs", type=int, default=6, help="epochs (default 6)")
     parser.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")

@@ -82,7 +82,7 @@ def test_default_train_uses_the_cached_synthetic_set(monkeypatch, tmp_path: Path
     root = Path(config.data)
     assert root.parent == tmp_path and root.name.startswith("synthetic-")
     assert (root / "EmoLabel" / "list_patition_label.txt").is_file()
-    assert (config.noise, config.variant, config.image_size, config.epochs) == (0.3, "full", 48, 15)
+    assert (config.noise, config.variant, config.image_size, config.epochs) == (0.3, "full", 32, 15)
     # the paper's regime on the built-in data: a backbone pretrained once on other identities
     backbone = Path(config.pretrained)
     assert backbone.parent.parent == tmp_path and backbone.is_file()
