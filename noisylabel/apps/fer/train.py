@@ -481,7 +481,6 @@ def train(config: TrainConfig) -> dict[str, Any]:
               f"label noise {100 * noise_rate:.1f}%"
               + (f", resuming after epoch {start_epoch}" if start_epoch else ""))
 
-    last_probs = None  # the noise model's input of the last epoch (for the similarity plot)
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         # --- 1. training pass --------------------------------------------------------------
         model.train()
@@ -556,11 +555,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
         # --- 2. statistics pass -> noise model fit (new w and D for the next epoch) ---------
         if noise_model is not None:
             if cfg.stats_pass == "eval":
-                last_probs = predict_probs(model, images, "aux", cfg.eval_batch_size, device,
-                                           channels_last, amp_dtype)
+                probs = predict_probs(model, images, "aux", cfg.eval_batch_size, device,
+                                      channels_last, amp_dtype)
             else:
-                last_probs = recorded
-            noise_model.record(torch.arange(n_train, device=device), last_probs, labels_dev)
+                probs = recorded
+            noise_model.record(torch.arange(n_train, device=device), probs, labels_dev)
             fit_report = noise_model.fit(epoch)
             row.update(_noise_model_row(fit_report, noise_model, true_noisy))
 
@@ -604,7 +603,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         reporter.close()
         if cfg.plots and history:
             _final_plots(out, model, cfg, history, test_images, test_labels, noise_model,
-                         last_probs, labels_dev, true_noisy, device, channels_last, amp_dtype)
+                         true_noisy, device, channels_last, amp_dtype)
         write_json(out / "summary.json", {k: v for k, v in result.items() if k != "history"})
         print(f"regime: {regime}\n{table}")
     return result
@@ -629,24 +628,23 @@ def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, path: Path) -> Non
         raise ValueError(f"cannot resume from {path}: options changed ({changes})")
 
 
-def _final_plots(out, model, cfg, history, test_images, test_labels, noise_model, last_probs,
-                 labels, true_noisy, device, channels_last, amp_dtype) -> None:
+def _final_plots(out, model, cfg, history, test_images, test_labels, noise_model, true_noisy,
+                 device, channels_last, amp_dtype) -> None:
     plot_curves(history, out / "curves.png")
     probs = predict_probs(model, test_images, "target", cfg.eval_batch_size, device,
                           channels_last, amp_dtype)
     cm = confusion_matrix(test_labels.cpu().numpy(), probs.argmax(1).cpu().numpy(),
                           cfg.num_classes)
     plot_confusion(cm, list(fer_data.CLASS_NAMES[: cfg.num_classes]), out / "confusion.png")
-    if noise_model is not None and last_probs is not None:
-        from noisylabel.signals import get_signal
-
-        signal = get_signal(cfg.signal).fn(labels.cpu().numpy(), last_probs.float().cpu().numpy())
+    if noise_model is not None and noise_model.signal_ is not None:
+        signal = noise_model.signal_.float().cpu().numpy()  # of the last fit, NaN if unrecorded
+        seen = ~np.isnan(signal)
         last = history[-1]
         fitted = all(f"bmm_{p}{k}" in last for p in ("alpha", "beta", "weight") for k in (0, 1))
         plot_similarity(
-            np.asarray(signal), out / "similarity.png",
+            signal[seen], out / "similarity.png",
             alphas=[last["bmm_alpha0"], last["bmm_alpha1"]] if fitted else None,
             betas=[last["bmm_beta0"], last["bmm_beta1"]] if fitted else None,
             weights=[last["bmm_weight0"], last["bmm_weight1"]] if fitted else None,
-            is_noisy=true_noisy.numpy(), title=f"{cfg.signal} signal after epoch {last['epoch']}",
+            is_noisy=true_noisy.numpy()[seen], title=f"{cfg.signal} signal after epoch {last['epoch']}",
         )
