@@ -209,7 +209,7 @@ def read_noise_file(path: str | os.PathLike, names: Sequence[str], n_classes: in
     if len(index) != len(names):
         raise ValueError("names: contains duplicates")
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8-sig")  # tolerate a byte-order mark
     except FileNotFoundError:
         raise FileNotFoundError(f"noise file not found: {path}") from None
     except UnicodeDecodeError as e:

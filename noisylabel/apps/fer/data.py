@@ -84,7 +84,7 @@ def read_label_file(path: str | os.PathLike, n_classes: int = 7) -> list[tuple[s
     """
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8-sig")  # tolerate a byte-order mark
     except FileNotFoundError:
         raise FileNotFoundError(f"label file not found: {path}") from None
     except UnicodeDecodeError as e:

@@ -55,9 +55,9 @@ def test_class_names_rafdb_order():
 # ------------------------------------------------------------------ label files
 
 
-def test_read_label_file_without_final_newline_and_crlf(tmp_path):
+def test_read_label_file_without_final_newline_crlf_and_bom(tmp_path):
     p = tmp_path / "labels.txt"
-    p.write_bytes(b"train_00001.jpg 5\r\ntrain_00002.jpg 1   \r\n\r\ntest_00001.jpg 7")
+    p.write_bytes(b"\xef\xbb\xbftrain_00001.jpg 5\r\ntrain_00002.jpg 1   \r\n\r\ntest_00001.jpg 7")
     assert read_label_file(p) == [("train_00001.jpg", 4), ("train_00002.jpg", 0),
                                   ("test_00001.jpg", 6)]
 
