@@ -46,6 +46,11 @@ from noisylabel.apps.fer.report import (
     summarize_accuracy,
     write_json,
 )
+from noisylabel.correction import correct_labels
+from noisylabel.losses import soft_target_kl, weighted_cross_entropy
+from noisylabel.noise import read_noise_file, symmetric_noise
+from noisylabel.noise_model import NoiseModel
+from noisylabel.schedule import loss_weights
 
 __all__ = ["TrainConfig", "train", "epoch_permutation", "predict_probs", "load_checkpoint"]
 
@@ -306,8 +311,6 @@ def build_model(cfg: TrainConfig, load_pretrained: bool = True) -> FERNet:
 
 
 def _noisy_labels(cfg: TrainConfig, split: fer_data.FERSplit) -> torch.Tensor:
-    from noisylabel.noise import read_noise_file, symmetric_noise
-
     if cfg.noise_file:
         noisy = read_noise_file(cfg.noise_file, list(split.names))
     elif cfg.noise > 0:
@@ -446,8 +449,6 @@ def train(config: TrainConfig) -> dict[str, Any]:
     augment = fer_data.BatchAugment() if cfg.augment else None  # flip, RandAugment, erasing
     noise_model = None
     if cfg.variant == "full":
-        from noisylabel.noise_model import NoiseModel
-
         noise_model = NoiseModel(
             n_train, cfg.num_classes, signal=cfg.signal, t=cfg.t, mining_rule=cfg.mining_rule,
             warmup=cfg.warmup, gate=cfg.gate, per_class=cfg.per_class, monotone=cfg.monotone,
@@ -484,12 +485,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         # --- 1. training pass --------------------------------------------------------------
         model.train()
-        if cfg.variant == "full":
-            from noisylabel.schedule import loss_weights
-
-            mu1, mu2 = loss_weights(epoch, beta=cfg.beta)
-        else:
-            mu1, mu2 = 1.0, 0.0
+        mu1, mu2 = loss_weights(epoch, beta=cfg.beta) if noise_model is not None else (1.0, 0.0)
         order = epoch_permutation(n_train, generators["order"])
         sums = torch.zeros(4, device=device)  # loss, L1 (or CE), Lkld, correct
         recorded = torch.zeros(n_train, cfg.num_classes, device=device) \
@@ -510,9 +506,6 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 out_logits = model(x)
             target = out_logits.target.float()
             if noise_model is not None:
-                from noisylabel.correction import correct_labels
-                from noisylabel.losses import soft_target_kl, weighted_cross_entropy
-
                 aux = out_logits.aux.float()
                 p = torch.softmax(aux, dim=1).detach()
                 w = noise_model.weights(idx).to(device=device, dtype=p.dtype)
