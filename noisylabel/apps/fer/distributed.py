@@ -17,9 +17,11 @@ import math
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 __all__ = [
     "TORCHRUN_VARIABLES",
@@ -36,6 +38,8 @@ __all__ = [
     "block",
     "per_rank_batch_size",
     "all_reduce_sum",
+    "all_gather_object",
+    "broadcast_buffers",
 ]
 
 TORCHRUN_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
@@ -196,3 +200,24 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     if is_initialized() and dist.get_world_size() > 1:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    """Every rank's ``obj`` (picklable), in rank order, on every rank; ``[obj]`` alone."""
+    if not is_initialized():
+        return [obj]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s buffers (BatchNorm and AEA running statistics) to every rank.
+
+    DDP broadcasts them at the start of each training forward pass, but the pass itself then
+    updates each rank's copy from its own batch; call this before evaluating so that every rank
+    evaluates the model rank 0 saves.
+    """
+    if is_initialized() and dist.get_world_size() > 1:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src)

@@ -39,6 +39,10 @@ def test_single_process_defaults() -> None:
     assert distributed.shard(order) is order
     assert distributed.all_reduce_sum(torch.ones(2)).tolist() == [1.0, 1.0]
     assert distributed.block(5) == slice(0, 5)
+    assert distributed.all_gather_object({"a": 1}) == [{"a": 1}]
+    bn = torch.nn.BatchNorm1d(2)
+    distributed.broadcast_buffers(bn)  # nothing to copy from
+    assert bn.running_mean.tolist() == [0.0, 0.0]
     distributed.barrier()
     with distributed.main_process_first():
         order = order + 1
