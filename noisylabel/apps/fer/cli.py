@@ -142,7 +142,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="the paper literally: no warm-up gate, plain-mean L1, non-monotone "
                         "posterior, global fit, absolute t rule (overrides the options below)")
     s.add_argument("--warmup", type=int, metavar="EPOCHS",
-                   help="epochs with w = 1 before the first use of the mixture (default ceil(beta))")
+                   help="ignore the fits of epochs 1..K (logged, not used): w = 1 during epochs "
+                        "1..K+1 (default ceil(beta); 0 with --paper-exact)")
     _bool_flag(s, "gate", "use a fit's w only when its two components are separated (default)",
                "use every fit's w")
     _bool_flag(s, "monotone", "posterior monotone in the signal (default)",

@@ -108,7 +108,8 @@ class TrainConfig:
         Restore SPEC 3-6 literally: no warm-up gate, plain-mean L1, non-monotone posterior,
         one global fit, absolute t rule. Overrides the five safeguard options below.
     warmup : int or None
-        Epochs with w = 1 (SPEC 9.1); None = ``ceil(beta)``.
+        Warm-up gate (SPEC 9.1): the fits after epochs 1..warmup are logged but not used, so
+        w = 1 during epochs 1..warmup+1 (epoch 1 never has a fit). None = ``ceil(beta)``.
     gate : bool
         Use a fit's w only when the mixture is separated; otherwise keep the last accepted w.
     monotone : bool
@@ -361,7 +362,8 @@ def _noise_model_row(report: Any, noise_model: Any, true_noisy: torch.Tensor) ->
     """Per-epoch numbers of the noise model: BMM parameters, gate, miner, w against true flips.
 
     ``noise_auc`` is the AUC of w as a score separating truly clean from truly flipped samples
-    (known here because the noise was injected by us).
+    (known here because the noise was injected by us); ``signal_auc`` the same for the signal S
+    the mixture was fitted to (informative during the warm-up, when w is held at 1).
     """
     mix = noise_model.mixture_
     row: dict[str, Any] = {}
@@ -384,6 +386,10 @@ def _noise_model_row(report: Any, noise_model: Any, true_noisy: torch.Tensor) ->
     row["w_mean_clean"] = float(w[clean].mean()) if clean.any() else float("nan")
     row["w_mean_noisy"] = float(w[true_noisy].mean()) if true_noisy.any() else float("nan")
     row["noise_auc"] = noise_detection_auc(w.numpy(), true_noisy.numpy())
+    signal = noise_model.signal_.float().cpu().numpy()  # informative even while w is gated
+    seen = ~np.isnan(signal)
+    oriented = signal if noise_model.signal.clean_side == "high" else -signal
+    row["signal_auc"] = noise_detection_auc(oriented[seen], true_noisy.numpy()[seen])
     return row
 
 
@@ -607,8 +613,9 @@ def _epoch_line(row: dict[str, Any]) -> str:
              f"train {100 * row['train_acc']:.1f}%", f"test {100 * row['test_acc']:.2f}%"]
     if "w_mean_clean" in row:
         parts.append(f"w clean/noisy {row['w_mean_clean']:.2f}/{row['w_mean_noisy']:.2f}")
-    if "noise_auc" in row and not math.isnan(row["noise_auc"]):
-        parts.append(f"AUC {row['noise_auc']:.3f}")
+    for key, name in (("noise_auc", "AUC(w)"), ("signal_auc", "AUC(S)")):
+        if key in row and not math.isnan(row[key]):
+            parts.append(f"{name} {row[key]:.3f}")
     parts.append(f"{row['img_per_s']:.0f} img/s")
     return "  ".join(parts)
 

@@ -30,9 +30,11 @@ def test_one_epoch_each_variant(tiny_faces: Path, tmp_path: Path, variant: str) 
     assert result["final"] == row["test_acc"] == result["best"]
     assert result["regime"].startswith("from scratch")
     if variant == "full":
-        for key in ("l1", "lkld", "mu1", "mu2", "w_mean_clean", "w_mean_noisy", "noise_auc"):
+        for key in ("l1", "lkld", "mu1", "mu2", "w_mean_clean", "w_mean_noisy", "noise_auc",
+                    "signal_auc", "gate", "miner_accepted", "bmm_alpha1"):
             assert key in row, key
         assert row["mu1"] == 1.0  # epoch 1 <= beta
+        assert row["gate"] == "warmup" and row["w_mean_clean"] == row["w_mean_noisy"] == 1.0
     else:
         assert "ce" in row and "l1" not in row
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
