@@ -185,3 +185,12 @@ def test_eac_writer_validates(tmp_path):
         write_noise_file(tmp_path / "n.txt", NAMES[:2], [0, 7])
     with pytest.raises(ValueError, match="duplicated"):
         write_noise_file(tmp_path / "n.txt", [NAMES[0], NAMES[0]], [0, 1])
+
+
+def test_import_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, noisylabel.noise; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
