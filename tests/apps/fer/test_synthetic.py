@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from noisylabel.apps.fer.data import CLASS_NAMES, load_split, read_identities, read_label_file
 from noisylabel.apps.fer.synthetic import (
@@ -12,6 +13,7 @@ from noisylabel.apps.fer.synthetic import (
     CUES,
     PROTOTYPES,
     SyntheticFaceConfig,
+    contact_sheet,
     disjoint_config,
     expression_cues,
     generate_dataset,
@@ -168,3 +170,10 @@ def test_command_line(tmp_path, capsys):
           "--n-identities", "2"])
     assert "3 train + 2 test" in capsys.readouterr().out
     assert len(load_split(tmp_path / "cli", "test", cache=False)) == 2
+
+
+
+def test_contact_sheet(tmp_path):
+    path = contact_sheet(tmp_path / "sheet.png", TINY, n_identities=2)
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.mode == "P" and im.size[1] > im.size[0]
