@@ -53,8 +53,8 @@ class PretrainConfig:
         Checkpoint file to write (plus ``.sha256`` and ``.json`` beside it).
     image_size, epochs, batch_size, lr, lr_gamma : training settings
         Adam(lr), ExponentialLR(lr_gamma) per epoch, cross-entropy.
-    augment : bool
-        Flip, RandAugment-like ops and random erasing (:class:`~noisylabel.apps.fer.data.BatchAugment`).
+    augment : {"randaugment", "flip", "none"}
+        As :attr:`TrainConfig.augment <noisylabel.apps.fer.train.TrainConfig>`.
     seed : int
         Initialisation, data order and augmentation.
     device : str or None
@@ -71,12 +71,14 @@ class PretrainConfig:
     batch_size: int = 64
     lr: float = 1e-3
     lr_gamma: float = 0.9
-    augment: bool = True
+    augment: str = "flip"
     seed: int = 0
     device: str | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.augment not in ("randaugment", "flip", "none"):
+            raise ValueError(f"augment={self.augment!r}; choose randaugment, flip or none")
         if self.task not in ("identity", "expression"):
             raise ValueError(f"task={self.task!r}; choose 'identity' or 'expression'")
         for name in ("epochs", "batch_size", "image_size"):
@@ -102,7 +104,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     dict
         ``path``, ``sha256``, ``test_acc`` (held-out split), ``num_classes``, ``task``.
     """
-    from noisylabel.apps.fer.train import resolve_device
+    from noisylabel.apps.fer.train import make_augment, resolve_device
 
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
@@ -120,7 +122,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     model = timm.create_model("resnet18", pretrained=False, num_classes=num_classes).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_gamma)
-    augment = fer_data.BatchAugment() if config.augment else None
+    augment = make_augment(config.augment)
     order_gen = torch.Generator().manual_seed(config.seed)
     aug_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
     images, test_images = train_set.images.to(device), test_set.images.to(device)
@@ -196,7 +198,7 @@ def synthetic_backbone(target_settings: dict[str, Any], root: Path, task: str = 
     target = SyntheticFaceConfig(**target_settings)
     source = disjoint_config(target)
     settings = {"source": source.hash(), "task": task, "epochs": epochs,
-                "image_size": target.image_size, "version": 1}
+                "image_size": target.image_size, "augment": PretrainConfig.augment, "version": 2}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     path = root / f"pretrained-{key}" / f"resnet18_{task}.pth"
     if path.is_file() and Path(f"{path}.json").is_file():
@@ -229,6 +231,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=6, help="epochs (default 6)")
     parser.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
+    parser.add_argument("--augment", choices=("randaugment", "flip", "none"), default="flip",
+                        help="training augmentation (default flip: flip + random erasing)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     parser.add_argument("--device", help="cuda or cpu (default: CUDA when present)")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
@@ -250,7 +254,8 @@ def run(args: argparse.Namespace) -> int:
         data = str(generate_dataset(cache_home() / f"synthetic-{source.hash()}", source))
     result = pretrain(PretrainConfig(
         data=data, task=args.task, out=args.out, image_size=args.image_size, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
+        batch_size=args.batch_size, lr=args.lr, augment=args.augment, seed=args.seed,
+        device=args.device,
         progress=args.progress))
     print(f"wrote {result['path']} ({result['num_classes']}-way {result['task']} head, held-out "
           f"accuracy {100 * result['test_acc']:.1f}%)\nsha256 {result['sha256']}")

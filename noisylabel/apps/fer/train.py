@@ -52,7 +52,8 @@ from noisylabel.noise import read_noise_file, symmetric_noise
 from noisylabel.noise_model import NoiseModel
 from noisylabel.schedule import loss_weights
 
-__all__ = ["TrainConfig", "train", "epoch_permutation", "predict_probs", "load_checkpoint"]
+__all__ = ["TrainConfig", "train", "epoch_permutation", "predict_probs", "load_checkpoint",
+           "make_augment", "build_model", "resolve_device"]
 
 CHECKPOINT_FORMAT = "noisylabel-fer-checkpoint/1"
 
@@ -93,8 +94,10 @@ class TrainConfig:
         AEA anchor at evaluation: running mean (default) or the eval batch's mean (SLM-AEA).
     epochs, batch_size, lr, lr_gamma, weight_decay : training schedule
         Adam with learning rate ``lr``, ExponentialLR(``lr_gamma``) stepped once per epoch.
-    augment : bool
-        Horizontal flip, RandAugment-like ops and random erasing on the training batches.
+    augment : {"randaugment", "flip", "none"}
+        Training augmentation on the device: ``randaugment`` = horizontal flip, RandAugment
+        ``m5-n3-mstd0.5`` and random erasing (the paper); ``flip`` = flip and random erasing only;
+        ``none``.
     t : float
         Class-distribution mining threshold (SPEC 4).
     beta : float
@@ -154,7 +157,7 @@ class TrainConfig:
     lr: float = 1e-3
     lr_gamma: float = 0.9
     weight_decay: float = 0.0
-    augment: bool = True
+    augment: str = "randaugment"
     t: float = 0.7
     beta: float = 3.0
     signal: str = "cosine"
@@ -186,6 +189,7 @@ class TrainConfig:
             "l1_normalize": ("weights", "batch"),
             "signal": ("cosine", "loss"),
             "noise_mode": ("exact", "bernoulli"),
+            "augment": ("randaugment", "flip", "none"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -309,6 +313,15 @@ def build_model(cfg: TrainConfig, load_pretrained: bool = True) -> FERNet:
         anchor_inference=cfg.anchor_inference,
         freeze_trunk=freeze,
     )
+
+
+def make_augment(name: str) -> fer_data.BatchAugment | None:
+    """The training augmentation named by ``TrainConfig.augment`` (None = normalise only)."""
+    if name == "randaugment":
+        return fer_data.BatchAugment()  # flip, RandAugment m5-n3-mstd0.5, random erasing
+    if name == "flip":
+        return fer_data.BatchAugment(ops=())  # flip and random erasing
+    return None
 
 
 def _noisy_labels(cfg: TrainConfig, split: fer_data.FERSplit) -> torch.Tensor:
@@ -452,7 +465,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if cfg.amp and on_cuda:
         amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    augment = fer_data.BatchAugment() if cfg.augment else None  # flip, RandAugment, erasing
+    augment = make_augment(cfg.augment)
     noise_model = None
     if cfg.variant == "full":
         noise_model = NoiseModel(

@@ -83,6 +83,7 @@ def test_default_train_uses_the_cached_synthetic_set(monkeypatch, tmp_path: Path
     assert root.parent == tmp_path and root.name.startswith("synthetic-")
     assert (root / "EmoLabel" / "list_patition_label.txt").is_file()
     assert (config.noise, config.variant, config.image_size, config.epochs) == (0.3, "full", 32, 15)
+    assert config.augment == "flip"
     # the paper's regime on the built-in data: a backbone pretrained once on other identities
     backbone = Path(config.pretrained)
     assert backbone.parent.parent == tmp_path and backbone.is_file()
@@ -95,6 +96,7 @@ def test_default_train_uses_the_cached_synthetic_set(monkeypatch, tmp_path: Path
     assert cli.train_config_from_args(scratch).pretrained is None
     rafdb = cli.train_config_from_args(cli.build_parser().parse_args(["train", "--data", "x"]))
     assert (rafdb.image_size, rafdb.epochs, rafdb.batch_size, rafdb.lr) == (100, 75, 32, 1e-3)
+    assert (rafdb.augment, rafdb.lr_gamma, rafdb.t, rafdb.beta) == ("randaugment", 0.9, 0.7, 3.0)
 
 
 def test_installed_console_script_help() -> None:
