@@ -51,12 +51,12 @@ REGIMES = ("scratch", "identity", "expression")
 
 # Sizes: CPU default, --quick (CI: only checks the outputs are well-formed), --full (GPU).
 PROFILES: dict[str, dict[str, Any]] = {
-    "cpu": {"n_train": 1200, "n_test": 600, "image_size": 32, "epochs": 12, "batch_size": 32,
-            "pretrain_epochs": 4},
-    "quick": {"n_train": 48, "n_test": 24, "image_size": 16, "epochs": 2, "batch_size": 16,
-              "pretrain_epochs": 1},
-    "full": {"n_train": 12271, "n_test": 3068, "image_size": 100, "epochs": 75, "batch_size": 32,
-             "pretrain_epochs": 6},
+    "cpu": {"n_train": 1000, "n_test": 500, "n_identities": 100, "image_size": 32, "epochs": 10,
+            "batch_size": 32, "pretrain_epochs": 4},
+    "quick": {"n_train": 48, "n_test": 24, "n_identities": 12, "image_size": 16, "epochs": 2,
+              "batch_size": 16, "pretrain_epochs": 1},
+    "full": {"n_train": 12271, "n_test": 3068, "n_identities": 1000, "image_size": 100,
+             "epochs": 75, "batch_size": 32, "pretrain_epochs": 6},
 }
 
 
@@ -95,6 +95,7 @@ def prepare_data(work: Path, profile: dict[str, Any], regimes: list[str]) -> tup
     from noisylabel.apps.fer.synthetic import SyntheticFaceConfig, generate_dataset
 
     settings = {"n_train": profile["n_train"], "n_test": profile["n_test"],
+                "n_identities": profile["n_identities"],
                 "image_size": max(profile["image_size"], 32), "seed": 0}
     target = SyntheticFaceConfig(**settings)
     root = generate_dataset(work / f"synthetic-{target.hash()}", target)
