@@ -44,6 +44,20 @@ def correct_labels(
     -------
     numpy.ndarray or torch.Tensor of shape (N, C)
         q; a tensor ``pred_probs`` gives a tensor on its device.
+
+    Examples
+    --------
+    Two samples labelled 0: the first looks clean (w = 1) and gets ``D[0]``, the second
+    looks noisy (w = 0.25) and keeps mostly its own prediction:
+
+    >>> import numpy as np
+    >>> from noisylabel import correct_labels, smoothed_onehot
+    >>> D = smoothed_onehot(3, t=0.7)
+    >>> pred_probs = np.array([[0.6, 0.3, 0.1], [0.1, 0.8, 0.1]])
+    >>> q = correct_labels(np.array([0, 0]), pred_probs, np.array([1.0, 0.25]), D)
+    >>> print(q.round(3))
+    [[0.7   0.15  0.15 ]
+     [0.25  0.638 0.113]]
     """
     if validate:
         pred_probs = check_pred_probs(pred_probs, labels)

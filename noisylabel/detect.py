@@ -65,6 +65,24 @@ def clean_probability(
     Fallback: if the global mixture is not separated (``BetaMixture.separated_`` False,
     e.g. every sample looks alike), every w is 1 (no sample is down-weighted) and a
     :class:`~noisylabel.mixture.MixtureNotSeparatedWarning` is emitted.
+
+    Examples
+    --------
+    Confident predictions that agree with 80% of the labels and point elsewhere for the
+    20% that were flipped:
+
+    >>> import numpy as np
+    >>> from noisylabel import clean_probability
+    >>> rng = np.random.default_rng(0)
+    >>> labels = rng.integers(0, 3, size=500)
+    >>> pred_probs = np.full((500, 3), 0.1)
+    >>> pred_probs[np.arange(500), labels] = 0.8
+    >>> flipped = rng.random(500) < 0.2
+    >>> pred_probs[flipped] = np.roll(pred_probs[flipped], 1, axis=1)
+    >>> pred_probs = 0.8 * pred_probs + 0.2 * rng.dirichlet(np.ones(3), size=500)
+    >>> w = clean_probability(labels, pred_probs)
+    >>> print(f"mean w: clean labels {w[~flipped].mean():.2f}, flipped {w[flipped].mean():.2f}")
+    mean w: clean labels 1.00, flipped 0.00
     """
     sig = get_signal(signal)
     pred_probs = check_pred_probs(pred_probs, labels)
@@ -126,5 +144,21 @@ def find_noisy_labels(
     -------
     numpy.ndarray or torch.Tensor of bool, shape (N,)
         True = label probably wrong.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from noisylabel import find_noisy_labels
+    >>> rng = np.random.default_rng(0)
+    >>> labels = rng.integers(0, 3, size=500)
+    >>> pred_probs = np.full((500, 3), 0.1)
+    >>> pred_probs[np.arange(500), labels] = 0.8
+    >>> flipped = rng.random(500) < 0.2
+    >>> pred_probs[flipped] = np.roll(pred_probs[flipped], 1, axis=1)
+    >>> pred_probs = 0.8 * pred_probs + 0.2 * rng.dirichlet(np.ones(3), size=500)
+    >>> issues = find_noisy_labels(labels, pred_probs)
+    >>> print(issues.sum(), "flagged,", (issues & flipped).sum(), "of them flipped,",
+    ...       flipped.sum(), "flipped in all")
+    98 flagged, 98 of them flipped, 98 flipped in all
     """
     return clean_probability(labels, pred_probs, **kwargs) < threshold

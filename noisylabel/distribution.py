@@ -72,6 +72,14 @@ def smoothed_onehot(n_classes: int, t: float) -> np.ndarray:
     -------
     numpy.ndarray of shape (C, C)
         Every row sums to 1.
+
+    Examples
+    --------
+    >>> from noisylabel import smoothed_onehot
+    >>> print(smoothed_onehot(3, t=0.7).round(2))
+    [[0.7  0.15 0.15]
+     [0.15 0.7  0.15]
+     [0.15 0.15 0.7 ]]
     """
     if n_classes < 2:
         raise ValueError(f"n_classes must be >= 2, got {n_classes}")
@@ -117,6 +125,24 @@ class ClassDistributionMiner:
         How many updates accepted each row.
     n_updates_ : int
         Number of updates so far.
+
+    Examples
+    --------
+    Class 2's mean prediction puts only 0.4 on class 2 (below ``t = 0.7``), so its row keeps
+    the smoothed one-hot:
+
+    >>> import numpy as np
+    >>> from noisylabel import ClassDistributionMiner
+    >>> labels = np.array([0, 0, 1, 1, 2, 2])
+    >>> pred_probs = np.array([[0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.1, 0.8, 0.1],
+    ...                        [0.2, 0.7, 0.1], [0.3, 0.3, 0.4], [0.4, 0.2, 0.4]])
+    >>> miner = ClassDistributionMiner(n_classes=3, t=0.7).update(labels, pred_probs)
+    >>> print(miner.accepted_)
+    [ True  True False]
+    >>> print(miner.distributions_.round(3))
+    [[0.85  0.075 0.075]
+     [0.15  0.75  0.1  ]
+     [0.15  0.15  0.7  ]]
     """
 
     def __init__(

@@ -115,6 +115,20 @@ class BetaMixture:
         ``ll_gain_ >= min_gain``.
         When False a :class:`MixtureNotSeparatedWarning` is emitted by :meth:`fit` and
         :meth:`clean_probability` returns all ones (see there).
+
+    Examples
+    --------
+    A 30/70 mixture of a low (noisy) and a high (clean) population:
+
+    >>> import numpy as np
+    >>> from noisylabel import BetaMixture
+    >>> rng = np.random.default_rng(0)
+    >>> x = np.concatenate([rng.beta(2, 6, 300), rng.beta(8, 2, 700)])
+    >>> bmm = BetaMixture().fit(x)
+    >>> print(bmm.weights_.round(2), bmm.means_.round(2), bmm.separated_)
+    [0.3 0.7] [0.26 0.81] True
+    >>> print(bmm.clean_probability(np.array([0.1, 0.5, 0.9])).round(2))
+    [0.   0.45 1.  ]
     """
 
     def __init__(

@@ -85,6 +85,15 @@ def symmetric_noise(
     -------
     np.ndarray of int64, shape (N,)
         Noisy labels (a new array; the input is not modified).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from noisylabel import symmetric_noise
+    >>> y = np.arange(10) % 5
+    >>> noisy = symmetric_noise(y, rate=0.3, n_classes=5, seed=0)
+    >>> print(y, noisy, (noisy != y).sum())
+    [0 1 2 3 4 0 1 2 3 4] [0 1 2 3 4 1 2 2 3 0] 3
     """
     if n_classes < 2:
         raise ValueError(f"n_classes={n_classes}: symmetric noise needs at least 2 classes")

@@ -28,6 +28,18 @@ def loss_weights(epoch: int | float, beta: float = 3.0) -> tuple[float, float]:
     -------
     tuple of float
         (mu1, mu2).
+
+    Examples
+    --------
+    >>> from noisylabel import loss_weights
+    >>> for epoch in (1, 2, 3, 6, 20):
+    ...     mu1, mu2 = loss_weights(epoch, beta=3.0)
+    ...     print(epoch, round(mu1, 3), round(mu2, 3))
+    1 1.0 0.641
+    2 1.0 0.895
+    3 1.0 1.0
+    6 0.779 1.0
+    20 0.486 1.0
     """
     if beta <= 0:
         raise ValueError(f"beta must be > 0, got {beta}")

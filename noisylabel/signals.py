@@ -50,6 +50,16 @@ def cosine_similarity(labels: Any, pred_probs: Any, *, validate: bool = True) ->
     -------
     numpy.ndarray or torch.Tensor of shape (N,)
         S_i, same array type (and device) as ``pred_probs``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from noisylabel import cosine_similarity
+    >>> pred_probs = np.array([[0.8, 0.1, 0.1], [1 / 3, 1 / 3, 1 / 3], [0.1, 0.8, 0.1]])
+    >>> print(cosine_similarity(np.array([0, 0, 0]), pred_probs).round(3))
+    [0.985 0.577 0.123]
+
+    The uniform row gives ``1 / sqrt(3) = 0.577``.
     """
     if validate:
         pred_probs = check_pred_probs(pred_probs, labels)
@@ -85,6 +95,14 @@ def normalized_loss(labels: Any, pred_probs: Any, *, validate: bool = True) -> A
     -------
     numpy.ndarray or torch.Tensor of shape (N,)
         L_i in [0, 1], same array type (and device) as ``pred_probs``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from noisylabel import normalized_loss
+    >>> pred_probs = np.array([[0.8, 0.1, 0.1], [1 / 3, 1 / 3, 1 / 3], [0.1, 0.8, 0.1]])
+    >>> print(normalized_loss(np.array([0, 0, 0]), pred_probs).round(3))
+    [0.    0.421 1.   ]
     """
     if validate:
         pred_probs = check_pred_probs(pred_probs, labels)

@@ -122,11 +122,16 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
     Examples
     --------
     >>> from sklearn.datasets import make_classification
-    >>> from noisylabel import BMMWeightedClassifier
-    >>> X, y = make_classification(n_samples=300, random_state=0)
-    >>> clf = BMMWeightedClassifier(random_state=0).fit(X, y)
-    >>> clf.clean_probability_.shape
-    (300,)
+    >>> from noisylabel import BMMWeightedClassifier, symmetric_noise
+    >>> X, y = make_classification(n_samples=400, n_informative=5, n_classes=3,
+    ...                            class_sep=2.0, random_state=0)
+    >>> noisy_y = symmetric_noise(y, rate=0.3, n_classes=3, seed=0)  # 120 labels flipped
+    >>> clf = BMMWeightedClassifier(cv=5, random_state=0).fit(X, noisy_y)
+    >>> clf.clean_probability_.shape, clf.refit_mode_
+    ((400,), 'weight')
+    >>> flagged, wrong = clf.label_issues_mask_, noisy_y != y
+    >>> print(flagged.sum(), "flagged,", (flagged & wrong).sum(), "of them truly wrong")
+    127 flagged, 106 of them truly wrong
     """
 
     def __init__(
