@@ -56,6 +56,16 @@ def test_paper_exact_restores_the_literal_method() -> None:
     assert (default.image_size, default.batch_size, default.lr, default.epochs) == (100, 32, 1e-3, 75)
     with pytest.raises(ValueError, match="stats_pass='both'"):
         TrainConfig(data="x", stats_pass="both")
+    with pytest.raises(ValueError, match="augment='strong'"):
+        TrainConfig(data="x", augment="strong")
+
+
+def test_augmentations() -> None:
+    from noisylabel.apps.fer.train import make_augment
+
+    assert make_augment("none") is None
+    assert make_augment("flip").ops == ()
+    assert len(make_augment("randaugment").ops) > 0
 
 
 def test_resume_reaches_the_same_result(tiny_faces: Path, tmp_path: Path) -> None:
