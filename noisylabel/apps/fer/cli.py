@@ -252,6 +252,10 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
             options["pretrained"] = str(synthetic_backbone(
                 SYNTHETIC_DEFAULTS, cache_home(), epochs=SYNTHETIC_PRETRAIN_EPOCHS,
                 progress=options.get("progress", True)))
+    if not synthetic and options.get("pretrained") is None:
+        print("note: no --pretrained backbone: training from random initialisation. The paper "
+              "starts from resnet18_msceleb.pth; pass --pretrained FILE (or 'none' to silence)",
+              file=sys.stderr)
     if str(options.get("pretrained", "none")).lower() == "none":
         options["pretrained"] = None
     if options.get("noise_file"):
