@@ -92,6 +92,12 @@ def test_default_train_uses_the_cached_synthetic_set(monkeypatch, tmp_path: Path
     mtime = backbone.stat().st_mtime_ns
     again = cli.train_config_from_args(cli.build_parser().parse_args(["train", "--no-progress"]))
     assert again.pretrained == config.pretrained and backbone.stat().st_mtime_ns == mtime  # cached
+    # other generator settings: a new data set and a new backbone, the old ones untouched
+    monkeypatch.setattr(cli, "SYNTHETIC_DEFAULTS",
+                        {"n_train": 14, "n_test": 7, "image_size": 16, "n_identities": 4})
+    changed = cli.train_config_from_args(cli.build_parser().parse_args(["train"]))
+    assert changed.data != config.data and changed.pretrained != config.pretrained
+    assert Path(changed.pretrained).is_file() and backbone.stat().st_mtime_ns == mtime
     scratch = cli.build_parser().parse_args(["train", "--pretrained", "none"])
     assert cli.train_config_from_args(scratch).pretrained is None
     rafdb = cli.train_config_from_args(cli.build_parser().parse_args(["train", "--data", "x"]))
