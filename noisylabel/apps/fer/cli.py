@@ -119,10 +119,15 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--anchor-inference", choices=("running", "batch"),
                    help="AEA anchor at evaluation: running mean (default) or the eval batch "
                         "mean (SLM-AEA; predictions then depend on the batch)")
+    m.add_argument("--sync-anchor", action="store_true", default=None,
+                   help="under torchrun: AEA's training anchor is the mean of the global batch "
+                        "over all processes (default: each process's own batch)")
 
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, help="epochs (default 15 synthetic, 75 RAF-DB)")
-    o.add_argument("--batch-size", type=int, help="training batch size (default 32)")
+    o.add_argument("--batch-size", type=int,
+                   help="global training batch per optimiser step (default 32); under torchrun "
+                        "each of N processes takes batch/N, so N must divide it")
     o.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
     o.add_argument("--lr-gamma", type=float,
                    help="ExponentialLR decay per epoch (default 0.9)")
@@ -269,12 +274,20 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from noisylabel.apps.fer.train import train
+    from noisylabel.apps.fer import distributed
+    from noisylabel.apps.fer.train import resolve_device, train
 
-    config = train_config_from_args(args)
-    result = train(config)
-    print(f"outputs in {result['out']}: metrics.csv, config.json, summary.json, "
-          "checkpoint.pt, plots")
+    distributed.setup(resolve_device(args.device))  # under torchrun: join the process group
+    main = distributed.is_main_process()
+    try:
+        with distributed.main_process_first():  # one rank generates the built-in data set
+            config = train_config_from_args(args)
+        result = train(config)
+    finally:
+        distributed.teardown()
+    if main:
+        print(f"outputs in {result['out']}: metrics.csv, config.json, summary.json, "
+              "checkpoint.pt, plots")
     return 0
 
 

@@ -12,9 +12,12 @@ Read :func:`train` top to bottom: seed, data, model, optimiser, then per epoch
    the class distributions: new w and D for the next epoch.
 3. evaluation of the target branch on the clean test set; metrics; atomic checkpoint.
 
-Distributed training can be added later: every side effect on disk or console goes through
-``_is_main_process()``, the epoch's sample order comes from :func:`epoch_permutation` alone, and
-the noise model already all-reduces what it records.
+Under ``torchrun`` (see docs/distributed.md) the same function trains with
+DistributedDataParallel: every rank draws the same epoch permutation and takes its
+DistributedSampler shard of it (:mod:`~noisylabel.apps.fer.distributed`), ``batch_size`` is the
+global batch split evenly over the ranks, the statistics and evaluation passes split the samples
+over the ranks and sum (the noise model all-reduces what the ranks record, so every rank holds
+the same w and D), and only rank 0 prints and writes files.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from noisylabel.apps.fer import data as fer_data
+from noisylabel.apps.fer import distributed
 from noisylabel.apps.fer.model import FERNet, create_model
 from noisylabel.apps.fer.report import (
     RunReporter,
@@ -47,6 +52,7 @@ from noisylabel.apps.fer.report import (
     write_json,
 )
 from noisylabel.correction import correct_labels
+from noisylabel.layers import AverageAnchor
 from noisylabel.losses import soft_target_kl, weighted_cross_entropy
 from noisylabel.noise import read_noise_file, symmetric_noise
 from noisylabel.noise_model import NoiseModel
@@ -92,8 +98,13 @@ class TrainConfig:
         Freeze the shared stem + layer1; None = frozen exactly when ``pretrained`` is given.
     anchor_inference : {"running", "batch"}
         AEA anchor at evaluation: running mean (default) or the eval batch's mean (SLM-AEA).
+    sync_anchor : bool
+        Under torchrun: AEA's training anchor is the mean over the global batch of all ranks
+        (``AverageAnchor(sync=True)``) instead of each rank's own batch.
     epochs, batch_size, lr, lr_gamma, weight_decay : training schedule
         Adam with learning rate ``lr``, ExponentialLR(``lr_gamma``) stepped once per epoch.
+        ``batch_size`` is the global batch of one optimiser step: under torchrun each of the
+        R ranks takes ``batch_size / R`` samples (R must divide it).
     augment : {"randaugment", "flip", "none"}
         Training augmentation on the device: ``randaugment`` = horizontal flip, RandAugment
         ``m5-n3-mstd0.5`` and random erasing (the paper); ``flip`` = flip and random erasing only;
@@ -152,6 +163,7 @@ class TrainConfig:
     pretrained: str | None = None
     freeze_trunk: bool | None = None
     anchor_inference: str = "running"
+    sync_anchor: bool = False
     epochs: int = 75
     batch_size: int = 32
     lr: float = 1e-3
@@ -229,12 +241,6 @@ class TrainConfig:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _is_main_process() -> bool:
-    """Rank 0 (or no process group): the only process that writes files and prints."""
-    dist = torch.distributed
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
 def resolve_device(device: str | None) -> torch.device:
     """``device`` as given, else CUDA when available, else CPU."""
     if device in (None, "", "auto"):
@@ -253,9 +259,12 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _make_generators(seed: int, device: torch.device) -> dict[str, torch.Generator]:
-    """Independent streams derived from the one seed: data order (CPU), augmentation (device)."""
+def _make_generators(seed: int, device: torch.device, rank: int = 0) -> dict[str, torch.Generator]:
+    """Independent streams derived from the one seed: data order (CPU, the same on every rank),
+    augmentation (device, one stream per rank)."""
     order_seed, aug_seed = np.random.SeedSequence(seed).generate_state(2, dtype=np.uint64)
+    if rank:
+        aug_seed = np.random.SeedSequence(seed, spawn_key=(rank,)).generate_state(1, np.uint64)[0]
     order = torch.Generator().manual_seed(int(order_seed) >> 1)
     augment = torch.Generator(device=device).manual_seed(int(aug_seed) >> 1)
     return {"order": order, "augment": augment}
@@ -274,7 +283,11 @@ def _rng_state(generators: dict[str, torch.Generator]) -> dict[str, Any]:
     }
 
 
-def _set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator]) -> None:
+def _set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator], rank: int = 0,
+                   world: int = 1) -> None:
+    """Restore :func:`_rng_state`'s streams; each rank's augmentation stream comes from
+    ``state["augment_ranks"]`` when the run is resumed with as many processes as it had (with
+    another count, rank 0 continues its stream and the others start theirs afresh)."""
     version, keys, gauss = state["python"]
     random.setstate((version, tuple(keys), gauss))
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = state["numpy"]
@@ -284,7 +297,11 @@ def _set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator]
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     for name, g in generators.items():
-        g.set_state(state[name])
+        if name != "augment" or rank == 0:
+            g.set_state(state[name])
+    per_rank = state.get("augment_ranks", [])
+    if rank and len(per_rank) == world:
+        generators["augment"].set_state(per_rank[rank])
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -306,13 +323,17 @@ def build_model(cfg: TrainConfig, load_pretrained: bool = True) -> FERNet:
     """The variant of ``cfg``; the backbone file is read only when ``load_pretrained``
     (a resumed or evaluated model gets its weights from the training checkpoint instead)."""
     freeze = cfg.freeze_trunk if cfg.freeze_trunk is not None else cfg.pretrained is not None
-    return create_model(
+    model = create_model(
         cfg.variant,
         num_classes=cfg.num_classes,
         pretrained=cfg.pretrained if load_pretrained else None,
         anchor_inference=cfg.anchor_inference,
         freeze_trunk=freeze,
     )
+    for module in model.modules():
+        if isinstance(module, AverageAnchor):
+            module.sync = cfg.sync_anchor
+    return model
 
 
 def make_augment(name: str) -> fer_data.BatchAugment | None:
@@ -425,21 +446,28 @@ def train(config: TrainConfig) -> dict[str, Any]:
         ``history`` (per-epoch metric rows), ``out`` (run folder), ``table`` (printable text).
     """
     cfg = config.resolved()
-    main = _is_main_process()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    device = resolve_device(cfg.device)
+    device = distributed.setup(resolve_device(cfg.device))  # joins torchrun's group, if any
+    main, rank, world = (distributed.is_main_process(), distributed.get_rank(),
+                         distributed.get_world_size())
+    batch_size = distributed.per_rank_batch_size(cfg.batch_size)  # of the global batch
     out = Path(cfg.out)
     ckpt_path = out / "checkpoint.pt"
     ckpt = load_checkpoint(ckpt_path) if cfg.resume and ckpt_path.is_file() else None
+    found = distributed.all_reduce_sum(torch.tensor([float(ckpt is not None)], device=device))
+    if 0 < found.item() < world:
+        raise ValueError(f"{ckpt_path} exists for some ranks only: --out must be on a file "
+                         "system that every node sees")
     if ckpt is not None:
         _check_resumable(ckpt["config"], cfg, ckpt_path)
 
     # --- seed, data, labels --------------------------------------------------------------
     _seed_everything(cfg.seed)
-    generators = _make_generators(cfg.seed, device)
-    train_set = fer_data.load_split(cfg.data, "train", image_size=cfg.image_size)
-    test_set = fer_data.load_split(cfg.data, "test", image_size=cfg.image_size)
+    generators = _make_generators(cfg.seed, device, rank)
+    with distributed.main_process_first():  # rank 0 fills the image cache, the others read it
+        train_set = fer_data.load_split(cfg.data, "train", image_size=cfg.image_size)
+        test_set = fer_data.load_split(cfg.data, "test", image_size=cfg.image_size)
     true_labels = train_set.labels.to(torch.int64)
     noisy_labels = _noisy_labels(cfg, train_set)
     true_noisy = noisy_labels != true_labels
@@ -487,34 +515,38 @@ def train(config: TrainConfig) -> dict[str, Any]:
             noise_model.load_state_dict(ckpt["noise_model"])
         history = list(ckpt["history"])
         start_epoch = int(ckpt["epoch"])
-        _set_rng_state(ckpt["rng"], generators)
+        _set_rng_state(ckpt["rng"], generators, rank, world)
+        distributed.barrier()  # every rank has read the file before rank 0 may replace it
+    # DDP: gradients averaged over the ranks; parameters and buffers broadcast from rank 0
+    ddp = model if world == 1 else DistributedDataParallel(
+        model, device_ids=[device] if on_cuda else None)
 
     reporter = None
     if main:
         reporter = RunReporter(out, tensorboard=cfg.tensorboard, start_epoch=start_epoch)
         reporter.save_config({**cfg.to_dict(), "regime": regime, "backbone_sha256": sha,
-                              "device_used": str(device), "n_train": n_train,
+                              "device_used": str(device), "world_size": world,
+                              "per_rank_batch_size": batch_size, "n_train": n_train,
                               "n_test": len(test_labels),
                               "actual_noise_rate": noise_rate})
         print(f"noisylabel-fer: variant {cfg.variant}, {regime}, device {device}, "
               f"{n_train} train / {len(test_labels)} test images at {cfg.image_size} px, "
               f"label noise {100 * noise_rate:.1f}%"
+              + (f", {world} processes x batch {batch_size}" if world > 1 else "")
               + (f", resuming after epoch {start_epoch}" if start_epoch else ""))
 
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         # --- 1. training pass --------------------------------------------------------------
         model.train()
         mu1, mu2 = loss_weights(epoch, beta=cfg.beta) if noise_model is not None else (1.0, 0.0)
-        order = epoch_permutation(n_train, generators["order"])
+        order = distributed.shard(epoch_permutation(n_train, generators["order"]))  # this rank's
         sums = torch.zeros(4, device=device)  # loss, L1 (or CE), Lkld, correct
-        recorded = torch.zeros(n_train, cfg.num_classes, device=device) \
-            if noise_model is not None and cfg.stats_pass == "train" else None
-        n_batches = math.ceil(n_train / cfg.batch_size)
+        n_batches = math.ceil(len(order) / batch_size)
         bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
                    disable=not (cfg.progress and main), dynamic_ncols=True)
         t0 = time.perf_counter()
         for b in range(n_batches):
-            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size].to(device)
+            idx = order[b * batch_size : (b + 1) * batch_size].to(device)
             x = augment(images[idx], generator=generators["augment"]) if augment is not None \
                 else fer_data.normalize(images[idx])
             if channels_last:
@@ -522,7 +554,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             y = labels_dev[idx]
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
                                 enabled=amp_dtype is not None):
-                out_logits = model(x)
+                out_logits = ddp(x)
             target = out_logits.target.float()
             if noise_model is not None:
                 aux = out_logits.aux.float()
@@ -533,8 +565,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 l1 = weighted_cross_entropy(aux, y, w, normalize=cfg.l1_normalize)
                 lkld = soft_target_kl(target, q)
                 loss = mu1 * l1 + mu2 * lkld
-                if recorded is not None:
-                    recorded[idx] = p
+                if cfg.stats_pass == "train":
+                    noise_model.record(idx, p, y)
             else:
                 l1 = F.cross_entropy(target, y)
                 lkld = torch.zeros((), device=device)
@@ -549,12 +581,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
             sums += batch_sums
             bar.update(1)
             if b % 10 == 9 or b == n_batches - 1:
-                seen = min((b + 1) * cfg.batch_size, n_train)
+                seen = min((b + 1) * batch_size, len(order))  # by this rank
                 bar.set_postfix(loss=f"{sums[0].item() / seen:.3f}",
-                                img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+                                img_s=f"{world * seen / (time.perf_counter() - t0):.0f}")
         bar.close()
         train_time = time.perf_counter() - t0
-        loss_sum, l1_sum, lkld_sum, correct = (sums / n_train).tolist()
+        n_seen = world * len(order)  # n_train plus DistributedSampler's padding
+        loss_sum, l1_sum, lkld_sum, correct = (distributed.all_reduce_sum(sums) / n_seen).tolist()
         row: dict[str, Any] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
                                "loss": loss_sum}
         if noise_model is not None:
@@ -562,29 +595,36 @@ def train(config: TrainConfig) -> dict[str, Any]:
         else:
             row["ce"] = l1_sum
         row["train_acc"] = correct
-        row["img_per_s"] = n_train / train_time
+        row["img_per_s"] = n_seen / train_time
+        distributed.broadcast_buffers(model)  # every rank evaluates rank 0's BN/AEA statistics
 
         # --- 2. statistics pass -> noise model fit (new w and D for the next epoch) ---------
         if noise_model is not None:
-            if cfg.stats_pass == "eval":
-                probs = predict_probs(model, images, "aux", cfg.eval_batch_size, device,
-                                      channels_last, amp_dtype)
-            else:
-                probs = recorded
-            noise_model.record(torch.arange(n_train, device=device), probs, labels_dev)
-            fit_report = noise_model.fit(epoch)
+            if cfg.stats_pass == "eval":  # each rank predicts its block of the training set
+                part = distributed.block(n_train)
+                noise_model.record(
+                    torch.arange(n_train, device=device)[part],
+                    predict_probs(model, images[part], "aux", cfg.eval_batch_size, device,
+                                  channels_last, amp_dtype),
+                    labels_dev[part])
+            fit_report = noise_model.fit(epoch)  # all-reduces the ranks' records first
             row.update(_noise_model_row(fit_report, noise_model, true_noisy))
 
         # --- 3. evaluation of the target branch on the clean test set ----------------------
-        test_probs = predict_probs(model, test_images, "target", cfg.eval_batch_size, device,
-                                   channels_last, amp_dtype)
-        test_pred = test_probs.argmax(1)
-        row["test_acc"] = float((test_pred == test_labels).float().mean())
+        part = distributed.block(len(test_labels))  # each rank its block; counts summed
+        test_probs = predict_probs(model, test_images[part], "target", cfg.eval_batch_size,
+                                   device, channels_last, amp_dtype)
+        hits = (test_probs.argmax(1) == test_labels[part]).sum().float()
+        hits, total = distributed.all_reduce_sum(torch.stack([hits, hits.new_tensor(
+            float(test_probs.shape[0]))])).tolist()
+        row["test_acc"] = hits / total
         row["epoch_time_s"] = time.perf_counter() - t0
         history.append(row)
         scheduler.step()
 
         # --- 4. checkpoint and log (rank 0) ---------------------------------------------------
+        rng = _rng_state(generators)
+        rng["augment_ranks"] = distributed.all_gather_object(generators["augment"].get_state())
         if main:
             atomic_torch_save({
                 "format": CHECKPOINT_FORMAT,
@@ -596,7 +636,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 "scaler": scaler.state_dict(),
                 "noise_model": noise_model.state_dict() if noise_model is not None else None,
                 "history": history,
-                "rng": _rng_state(generators),
+                "rng": rng,
                 "noisy_labels": noisy_labels,
                 "class_names": list(fer_data.CLASS_NAMES[: cfg.num_classes]),
                 "backbone_sha256": sha,
@@ -618,6 +658,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
                          true_noisy, device, channels_last, amp_dtype)
         write_json(out / "summary.json", {k: v for k, v in result.items() if k != "history"})
         print(f"regime: {regime}\n{table}")
+    distributed.barrier()  # no rank returns before rank 0's files are complete
     return result
 
 
