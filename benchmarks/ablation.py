@@ -51,12 +51,13 @@ REGIMES = ("scratch", "identity", "expression")
 
 # Sizes: CPU default, --quick (CI: only checks the outputs are well-formed), --full (GPU).
 PROFILES: dict[str, dict[str, Any]] = {
-    "cpu": {"n_train": 1000, "n_test": 500, "n_identities": 100, "image_size": 32, "epochs": 10,
-            "batch_size": 32, "pretrain_epochs": 4},
+    # cpu = the settings of `noisylabel-fer train` on the built-in data (cli.SYNTHETIC_*)
+    "cpu": {"n_train": 2000, "n_test": 500, "n_identities": 200, "image_size": 32, "epochs": 15,
+            "batch_size": 32, "pretrain_epochs": 4, "augment": "flip"},
     "quick": {"n_train": 48, "n_test": 24, "n_identities": 12, "image_size": 16, "epochs": 2,
-              "batch_size": 16, "pretrain_epochs": 1},
+              "batch_size": 16, "pretrain_epochs": 1, "augment": "flip"},
     "full": {"n_train": 12271, "n_test": 3068, "n_identities": 1000, "image_size": 100,
-             "epochs": 75, "batch_size": 32, "pretrain_epochs": 6},
+             "epochs": 75, "batch_size": 32, "pretrain_epochs": 6, "augment": "randaugment"},
 }
 
 
@@ -74,7 +75,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     cfg = TrainConfig(
         data=job["data"], out=job["out"], noise=job["noise"], seed=job["seed"],
         image_size=job["image_size"], epochs=job["epochs"], batch_size=job["batch_size"],
-        pretrained=job["pretrained"], device=job["device"], tensorboard=False, plots=False,
+        pretrained=job["pretrained"], device=job["device"], augment=job["augment"],
+        tensorboard=False, plots=False,
         progress=False, num_threads=job["threads"], **VARIANTS[job["name"]],
     )
     t0 = time.perf_counter()
@@ -95,8 +97,8 @@ def prepare_data(work: Path, profile: dict[str, Any], regimes: list[str]) -> tup
     from noisylabel.apps.fer.synthetic import SyntheticFaceConfig, generate_dataset
 
     settings = {"n_train": profile["n_train"], "n_test": profile["n_test"],
-                "n_identities": profile["n_identities"],
-                "image_size": max(profile["image_size"], 32), "seed": 0}
+                "n_identities": profile["n_identities"], "image_size": profile["image_size"],
+                "seed": 0}
     target = SyntheticFaceConfig(**settings)
     root = generate_dataset(work / f"synthetic-{target.hash()}", target)
     backbones: dict[str, str | None] = {"scratch": None}
@@ -241,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
                     job = {"regime": regime, "name": name, "noise": noise, "seed": seed,
                            "data": data, "pretrained": backbones[regime], "threads": 1,
                            "device": args.device, **{k: profile[k] for k in
-                                                     ("image_size", "epochs", "batch_size")}}
+                                                     ("image_size", "epochs", "batch_size",
+                                                                "augment")}}
                     job["out"] = str(work / "runs" / job_key(job))
                     if job_key(job) not in done:
                         jobs.append(job)
