@@ -185,6 +185,65 @@ def transition_noise(
     return np.argmax(u[:, None] < cdf[y], axis=1).astype(np.int64)
 
 
+def read_label_lines(path: str | os.PathLike, n_classes: int = 7, kind: str = "label file"
+                     ) -> list[tuple[str, int, int]]:
+    """Parse a ``<name> <label>`` file (RAF-DB's label file, EAC's noise files).
+
+    Blank lines, trailing whitespace, CRLF line ends, a byte-order mark and a missing final
+    newline are accepted.
+
+    Parameters
+    ----------
+    path : path
+        The file.
+    n_classes : int
+        Labels must lie in ``1..n_classes`` (1-based, as in RAF-DB).
+    kind : str
+        What the file is, for the "not found" message (e.g. ``"noise file"``).
+
+    Returns
+    -------
+    list of (name, label0, line_number)
+        In file order, with 0-based labels ``label0 = label - 1``.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    ValueError
+        Not UTF-8, a malformed line, a non-integer label, a label outside ``1..n_classes`` or
+        a duplicated name; the message names the file and the line number.
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")  # tolerate a byte-order mark
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{kind} not found: {path}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e})") from None
+    entries: list[tuple[str, int, int]] = []
+    first_line: dict[str, int] = {}
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2:
+            raise ValueError(f"{path}, line {lineno}: expected '<name> <label>', got {line!r}")
+        name, raw = parts
+        try:
+            label = int(raw)
+        except ValueError:
+            raise ValueError(f"{path}, line {lineno}: label {raw!r} is not an integer") from None
+        if not 1 <= label <= n_classes:
+            raise ValueError(f"{path}, line {lineno}: label {label} outside 1..{n_classes}")
+        if name in first_line:
+            raise ValueError(f"{path}, line {lineno}: duplicated name {name!r} "
+                             f"(first on line {first_line[name]})")
+        first_line[name] = lineno
+        entries.append((name, label - 1, lineno))
+    return entries
+
+
 def read_noise_file(path: str | os.PathLike, names: Sequence[str], n_classes: int = 7
                     ) -> np.ndarray:
     """Read an EAC-format noise file and align its labels with ``names``.
@@ -213,39 +272,15 @@ def read_noise_file(path: str | os.PathLike, names: Sequence[str], n_classes: in
         Malformed line, label out of range, duplicated name, a name not in ``names``, or names
         missing from the file; the message names the file (and the line where there is one).
     """
-    path = Path(path)
     index = {n: i for i, n in enumerate(names)}
     if len(index) != len(names):
         raise ValueError("names: contains duplicates")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")  # tolerate a byte-order mark
-    except FileNotFoundError:
-        raise FileNotFoundError(f"noise file not found: {path}") from None
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text ({e})") from None
     out = np.full(len(names), -1, dtype=np.int64)
-    first_line: dict[str, int] = {}
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 2:
-            raise ValueError(f"{path}, line {lineno}: expected '<name> <label>', got {line!r}")
-        name, raw = parts
-        try:
-            label = int(raw)
-        except ValueError:
-            raise ValueError(f"{path}, line {lineno}: label {raw!r} is not an integer") from None
-        if not 1 <= label <= n_classes:
-            raise ValueError(f"{path}, line {lineno}: label {label} outside 1..{n_classes}")
-        if name in first_line:
-            raise ValueError(f"{path}, line {lineno}: duplicated name {name!r} "
-                             f"(first on line {first_line[name]})")
-        first_line[name] = lineno
+    for name, label0, lineno in read_label_lines(path, n_classes, kind="noise file"):
         i = index.get(name)
         if i is None:
             raise ValueError(f"{path}, line {lineno}: {name!r} is not in the split")
-        out[i] = label - 1
+        out[i] = label0
     missing = np.flatnonzero(out < 0)
     if missing.size:
         shown = ", ".join(repr(names[i]) for i in missing[:5])

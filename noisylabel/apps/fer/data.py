@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from noisylabel.noise import read_label_lines
+
 CLASS_NAMES: tuple[str, ...] = (
     "Surprise",
     "Fear",
@@ -82,34 +84,7 @@ def read_label_file(path: str | os.PathLike, n_classes: int = 7) -> list[tuple[s
         A malformed line, a label outside ``1..n_classes`` or a duplicated name; the message
         names the file and the line number.
     """
-    path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")  # tolerate a byte-order mark
-    except FileNotFoundError:
-        raise FileNotFoundError(f"label file not found: {path}") from None
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text ({e})") from None
-    entries: list[tuple[str, int]] = []
-    seen: dict[str, int] = {}
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 2:
-            raise ValueError(f"{path}, line {lineno}: expected '<name> <label>', got {line!r}")
-        name, raw = parts
-        try:
-            label = int(raw)
-        except ValueError:
-            raise ValueError(f"{path}, line {lineno}: label {raw!r} is not an integer") from None
-        if not 1 <= label <= n_classes:
-            raise ValueError(f"{path}, line {lineno}: label {label} outside 1..{n_classes}")
-        if name in seen:
-            raise ValueError(f"{path}, line {lineno}: duplicated name {name!r} "
-                             f"(first on line {seen[name]})")
-        seen[name] = lineno
-        entries.append((name, label - 1))
-    return entries
+    return [(name, label0) for name, label0, _ in read_label_lines(path, n_classes)]
 
 
 def image_path(root: str | os.PathLike, name: str) -> Path:
