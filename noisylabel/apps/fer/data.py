@@ -37,17 +37,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from noisylabel.apps.fer.classes import CLASS_NAMES
 from noisylabel.noise import read_label_lines
 
-CLASS_NAMES: tuple[str, ...] = (
-    "Surprise",
-    "Fear",
-    "Disgust",
-    "Happiness",
-    "Sadness",
-    "Anger",
-    "Neutral",
-)
 """RAF-DB's classes in label order (file label ``k`` is class ``k - 1``)."""
 
 LABEL_FILE = Path("EmoLabel") / "list_patition_label.txt"

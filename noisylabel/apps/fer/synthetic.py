@@ -58,18 +58,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from noisylabel.apps.fer.classes import CLASS_NAMES
+
 GENERATOR_VERSION = 1
 """Bumped whenever a change to the drawing code changes the pixels for a given config."""
 
-CLASS_NAMES: tuple[str, ...] = (
-    "Surprise",
-    "Fear",
-    "Disgust",
-    "Happiness",
-    "Sadness",
-    "Anger",
-    "Neutral",
-)
 
 CUES: tuple[str, ...] = (
     "curve",  # mouth-corner lift, + smile (AU12) / - frown (AU15)
