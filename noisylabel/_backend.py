@@ -35,3 +35,14 @@ def compute_dtype(x: Any) -> Any:
 
     return torch.float32 if x.device.type == "mps" else torch.float64
 
+
+
+def sigmoid(x: Any) -> Any:
+    """Logistic function ``1 / (1 + exp(-x))``, on a numpy array or a torch tensor (its device)."""
+    if is_tensor(x):
+        import torch
+
+        return torch.sigmoid(x)
+    from scipy.special import expit
+
+    return expit(x)

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from noisylabel._backend import compute_dtype, is_tensor
+from noisylabel._backend import compute_dtype, is_tensor, sigmoid
 from noisylabel._validation import check_unit_interval
 
 __all__ = ["BetaMixture", "MixtureNotSeparatedWarning"]
@@ -448,16 +448,12 @@ class BetaMixture:
         """
         self._check_fitted()
         xc = self._prepare(x)
-        d = self._log_odds(xc, 1, 0)
+        r1 = sigmoid(self._log_odds(xc, 1, 0))
         if is_tensor(xc):
             import torch
 
-            r1 = torch.sigmoid(d)
             out = torch.stack([1 - r1, r1], dim=1)
             return out.to(x.dtype) if x.dtype.is_floating_point else out
-        from scipy.special import expit
-
-        r1 = expit(d)
         return np.stack([1 - r1, r1], axis=1)
 
     def _monotone_clip(self) -> tuple[float, float]:
@@ -543,15 +539,8 @@ class BetaMixture:
             lo, hi = self._monotone_clip()
             xc = xc.clamp(lo, hi) if is_tensor(xc) else np.clip(xc, lo, hi)
         clean = self.clean_component_
-        d = self._log_odds(xc, clean, 1 - clean)
-        if is_tensor(xc):
-            import torch
-
-            w = torch.sigmoid(d)
-            return w.to(out_dtype) if out_dtype is not None else w
-        from scipy.special import expit
-
-        return expit(d)
+        w = sigmoid(self._log_odds(xc, clean, 1 - clean))
+        return w.to(out_dtype) if out_dtype is not None else w
 
     def fit_clean_probability(self, x: Any) -> Any:
         """``fit(x)`` then ``clean_probability(x)``."""
