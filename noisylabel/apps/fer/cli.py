@@ -45,8 +45,12 @@ SYNTHETIC_DEFAULTS: dict[str, Any] = {
 }
 """Settings of the built-in synthetic data set used when ``train`` gets no ``--data``."""
 
-SYNTHETIC_PRETRAIN_EPOCHS = 4
-"""Epochs of identity pretraining for the built-in data's backbone (made once, then cached)."""
+SYNTHETIC_PRETRAIN_TASK = "expression"
+"""Pretraining task of the built-in data's backbone: expressions of faces whose identities are
+disjoint from the training set's (the identity task transfers worse on these faces; see
+benchmarks/README.md, "Ablation")."""
+SYNTHETIC_PRETRAIN_EPOCHS = 15
+"""Epochs of pretraining for the built-in data's backbone (made once, then cached)."""
 
 # Training defaults per regime: the built-in synthetic data (small, CPU-friendly) and RAF-DB
 # (the paper, SPEC 7; the rest comes from TrainConfig's defaults).
@@ -113,7 +117,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="local ResNet18 backbone checkpoint (resnet18_msceleb.pth: "
                         "{'state_dict': ...}, 'module.'-prefixed or bare); 'none' = random init. "
                         "Default: none with --data; on the built-in data, a backbone pretrained "
-                        "once on the identities of other synthetic faces (cached)")
+                        "once on the expressions of other synthetic faces (disjoint identities; "
+                        "cached)")
     _bool_flag(m, "freeze-trunk", "freeze the shared stem + layer1",
                "train the shared stem + layer1 (default: frozen iff --pretrained is given)")
     m.add_argument("--anchor-inference", choices=("running", "batch"),
@@ -255,7 +260,8 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
             from noisylabel.apps.fer.pretrain import synthetic_backbone
 
             options["pretrained"] = str(synthetic_backbone(
-                SYNTHETIC_DEFAULTS, cache_home(), epochs=SYNTHETIC_PRETRAIN_EPOCHS,
+                SYNTHETIC_DEFAULTS, cache_home(), task=SYNTHETIC_PRETRAIN_TASK,
+                epochs=SYNTHETIC_PRETRAIN_EPOCHS,
                 progress=options.get("progress", True)))
     if not synthetic and options.get("pretrained") is None:
         print("note: no --pretrained backbone: training from random initialisation. The paper "

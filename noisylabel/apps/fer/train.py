@@ -23,6 +23,7 @@ the same w and D), and only rank 0 prints and writes files.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import random
 import time
@@ -430,6 +431,22 @@ def _noise_model_row(report: Any, noise_model: Any, true_noisy: torch.Tensor) ->
 # ----------------------------------------------------------------------------- training
 
 
+def describe_start(pretrained: str | None, sha: str | None) -> str:
+    """The run's regime in words: from scratch, or pretrained (with the task that made the
+    checkpoint when ``noisylabel-fer pretrain`` wrote a JSON sidecar next to it)."""
+    if not pretrained:
+        return "from scratch (random initialisation)"
+    sidecar = Path(f"{pretrained}.json")
+    how = ""
+    try:
+        info = json.loads(sidecar.read_text())
+        how = (f" on {info['task']} ({info['num_classes']} classes, held-out accuracy "
+               f"{100 * info['test_acc']:.1f}%)")
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no sidecar (e.g. the MS-Celeb file) or not one of ours: the path says enough
+    return f"pretrained{how} from {pretrained} (sha256 {sha})"
+
+
 def train(config: TrainConfig) -> dict[str, Any]:
     """Train one run; return its summary (accuracy table, regime, paths, history).
 
@@ -484,8 +501,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     sha = ckpt["backbone_sha256"] if ckpt is not None else model.backbone_sha256
-    regime = (f"pretrained from {cfg.pretrained} (sha256 {sha})" if cfg.pretrained
-              else "from scratch (random initialisation)")
+    regime = describe_start(cfg.pretrained, sha)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_gamma)

@@ -84,11 +84,11 @@ def test_default_train_uses_the_cached_synthetic_set(monkeypatch, tmp_path: Path
     assert (root / "EmoLabel" / "list_patition_label.txt").is_file()
     assert (config.noise, config.variant, config.image_size, config.epochs) == (0.3, "full", 32, 15)
     assert config.augment == "flip"
-    # the paper's regime on the built-in data: a backbone pretrained once on other identities
+    # the paper's regime on the built-in data: a backbone pretrained once on other faces
     backbone = Path(config.pretrained)
     assert backbone.parent.parent == tmp_path and backbone.is_file()
     info = json.loads(Path(f"{backbone}.json").read_text())
-    assert info["task"] == "identity" and info["sha256"] in Path(f"{backbone}.sha256").read_text()
+    assert info["task"] == cli.SYNTHETIC_PRETRAIN_TASK == "expression" and info["sha256"] in Path(f"{backbone}.sha256").read_text()
     mtime = backbone.stat().st_mtime_ns
     again = cli.train_config_from_args(cli.build_parser().parse_args(["train", "--no-progress"]))
     assert again.pretrained == config.pretrained and backbone.stat().st_mtime_ns == mtime  # cached

@@ -12,6 +12,7 @@ import torch
 from noisylabel.apps.fer import cli
 from noisylabel.apps.fer.model import create_model, load_backbone_checkpoint
 from noisylabel.apps.fer.pretrain import PretrainConfig, pretrain
+from noisylabel.apps.fer.train import describe_start
 
 
 @pytest.mark.parametrize("task,n_classes", [("identity", 6), ("expression", 7)])
@@ -35,6 +36,12 @@ def test_pretrain_writes_an_msceleb_format_checkpoint(tiny_faces: Path, tmp_path
     model = create_model("full", pretrained=out)
     torch.testing.assert_close(model.target.layers[0][0].conv1.weight,
                                raw["state_dict"]["layer2.0.conv1.weight"])
+    # the run's output says which regime ran, from the sidecar
+    regime = describe_start(str(out), sha)
+    assert regime.startswith(f"pretrained on {task} ({result['num_classes']} classes")
+    assert sha in regime
+    Path(f"{out}.json").unlink()  # e.g. the MS-Celeb file: no sidecar, the path is enough
+    assert describe_start(str(out), sha) == f"pretrained from {out} (sha256 {sha})"
 
 
 def test_pretrain_rejects_unknown_task() -> None:
