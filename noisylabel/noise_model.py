@@ -317,7 +317,9 @@ class NoiseModel:
             warnings.warn(
                 f"NoiseModel.fit(epoch={epoch}): the mixture is not separated (means "
                 f"{bmm.means_.round(3).tolist()}, weights {bmm.weights_.round(3).tolist()}); "
-                f"keeping the w of epoch {self.last_accepted_epoch}",
+                + (f"keeping the w of epoch {self.last_accepted_epoch}"
+                   if self.last_accepted_epoch is not None
+                   else "keeping w = 1 (no fit accepted yet)"),
                 MixtureNotSeparatedWarning,
                 stacklevel=2,
             )

@@ -114,7 +114,7 @@ def test_unseparated_before_any_acceptance_gives_ones_and_ungated_uses_fit():
     u_labels, u_probs = unimodal_epoch()
     nm = NoiseModel(N, C)
     record_all(nm, u_labels, u_probs)
-    with pytest.warns(MixtureNotSeparatedWarning):
+    with pytest.warns(MixtureNotSeparatedWarning, match=r"keeping w = 1 \(no fit accepted yet"):
         nm.fit(1)
     assert torch.all(nm.clean_probability == 1)
     exact = NoiseModel(N, C, gate=False, monotone=False)  # paper-exact: every fit is used
