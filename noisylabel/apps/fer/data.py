@@ -1,9 +1,15 @@
-"""RAF-DB-layout data: label files, an in-memory uint8 image cache, batch augmentation.
+"""FER data: label files, an in-memory uint8 image cache, batch augmentation.
 
 Layout (RAF-DB "basic", and what :mod:`noisylabel.apps.fer.synthetic` writes)::
 
     root/EmoLabel/list_patition_label.txt     train_00001.jpg 5   (labels 1..7)
     root/Image/aligned/train_00001_aligned.jpg
+
+:func:`load_class_folders` reads a second layout, a user's own images sorted into one folder per
+class (the class of an image is its folder's name; ``test/`` is optional)::
+
+    root/train/<class>/*.jpg|*.jpeg|*.png
+    root/test/<class>/*.jpg|*.jpeg|*.png
 
 :func:`load_split` decodes every image of a split once (PIL, RGB), optionally resizes it
 (antialiased), and stacks the split into one uint8 tensor ``(N, 3, H, W)``, cached on disk with
@@ -49,6 +55,7 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 _CACHE_VERSION = 1
 _SPLITS = ("train", "test")
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png")
 
 
 def read_label_file(path: str | os.PathLike, n_classes: int = 7) -> list[tuple[str, int]]:
@@ -146,6 +153,11 @@ class FERSplit:
 
     def __len__(self) -> int:
         return len(self.names)
+
+
+def _check_image_size(image_size: int | None) -> None:
+    if image_size is not None and (int(image_size) != image_size or image_size < 1):
+        raise ValueError(f"image_size={image_size!r}: must be a positive integer or None")
 
 
 def _decode(path: Path, image_size: int | None) -> np.ndarray:
@@ -262,8 +274,7 @@ def load_split(
         raise ValueError(f"split={split!r}: must be one of {_SPLITS}")
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error={on_error!r}: must be 'raise' or 'skip'")
-    if image_size is not None and (int(image_size) != image_size or image_size < 1):
-        raise ValueError(f"image_size={image_size!r}: must be a positive integer or None")
+    _check_image_size(image_size)
     root = Path(root)
     label_path = root / LABEL_FILE
     try:
@@ -327,6 +338,147 @@ def _warn_skipped(skipped: Sequence[str], split: str, root: Path) -> None:
     shown = ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")
     warnings.warn(f"{root}: skipped {len(skipped)} unreadable image(s) of split {split!r}: "
                   f"{shown}", stacklevel=3)
+
+
+def detect_layout(root: str | os.PathLike) -> str:
+    """Which data layout ``root`` holds, checked in this order: ``EmoLabel/`` -> RAF-DB
+    (:func:`load_split`), ``train/`` -> class folders (:func:`load_class_folders`).
+
+    Parameters
+    ----------
+    root : path
+        The data root.
+
+    Returns
+    -------
+    str
+        ``"raf-db"`` or ``"class-folders"``.
+
+    Raises
+    ------
+    FileNotFoundError
+        Neither folder is there; the message names ``root`` and both layouts.
+    """
+    root = Path(root)
+    if (root / "EmoLabel").is_dir():
+        return "raf-db"
+    if (root / "train").is_dir():
+        return "class-folders"
+    raise FileNotFoundError(
+        f"no face data found in {root}: expected the RAF-DB layout "
+        f"({LABEL_FILE.as_posix()} and {IMAGE_DIR.as_posix()}/) or class "
+        "folders (train/<class>/*.jpg|*.jpeg|*.png, optional test/<class>/)")
+
+
+def _class_files(split_dir: Path) -> dict[str, list[Path]]:
+    """Class folder name -> its image files (sorted) under one split folder."""
+    visible = sorted(p for p in split_dir.iterdir() if not p.name.startswith("."))
+    folders = [p for p in visible if p.is_dir()]
+    if not folders:
+        raise ValueError(f"{split_dir}: no class folders (expected {split_dir}/<class>/*.jpg)")
+    out = {}
+    for folder in folders:
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                       and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ValueError(f"class folder {folder} holds no image "
+                             f"({', '.join(IMAGE_SUFFIXES)})")
+        out[folder.name] = files
+    return out
+
+
+def load_class_folders(
+    root: str | os.PathLike,
+    split: str = "train",
+    image_size: int | None = None,
+    holdout: float = 0.1,
+    seed: int = 0,
+) -> FERSplit:
+    """Load one split of a class-folder data set (``root/train/<class>/*.jpg``) into memory.
+
+    The classes are the sorted folder names under ``root/train``; an image's label is the index
+    of its folder's name. ``root/test/<class>/`` is optional: when it is absent, a seeded random
+    ``max(1, round(holdout * N))`` of the ``N`` training images (at most ``N - 1``, not
+    stratified) is the test split and the rest the train split, so ``split="train"`` and
+    ``split="test"`` with the same ``holdout`` and ``seed`` partition ``root/train``.
+    Files ending in ``.jpg``, ``.jpeg`` or ``.png`` (any case) are images; other files and
+    hidden entries (names starting with ``.``) are ignored. Nothing is cached on disk.
+
+    Parameters
+    ----------
+    root : path
+        Data folder holding ``train/`` (and optionally ``test/``).
+    split : "train" or "test"
+    image_size : int, optional
+        Resize every image to ``image_size x image_size`` (bicubic, antialiased). None keeps the
+        stored size (all images must then share it).
+    holdout : float
+        Fraction of ``root/train`` held out as the test split when ``root/test`` is absent;
+        in (0, 1).
+    seed : int
+        Seed of the held-out draw (``numpy.random.default_rng(seed).permutation``).
+
+    Returns
+    -------
+    FERSplit
+        ``names`` are paths relative to ``root`` (``train/happy/img1.jpg``), in class then file
+        name order; ``class_names`` are the sorted folder names of ``root/train``.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``root/train`` is not a folder.
+    ValueError
+        Bad arguments; a split folder without class folders; a class folder without images;
+        fewer than 2 classes; a ``test/`` class absent from ``train/``; a corrupt image; images
+        of different sizes without ``image_size``. The message names the folder or file.
+    """
+    if split not in _SPLITS:
+        raise ValueError(f"split={split!r}: must be one of {_SPLITS}")
+    _check_image_size(image_size)
+    if not 0.0 < holdout < 1.0:
+        raise ValueError(f"holdout={holdout!r}: must be in (0, 1)")
+    root = Path(root)
+    train_dir, test_dir = root / "train", root / "test"
+    if not train_dir.is_dir():
+        raise FileNotFoundError(f"class-folder data: {train_dir} not found "
+                                "(expected train/<class>/*.jpg under the data root)")
+    train = _class_files(train_dir)
+    classes = sorted(train)
+    if len(classes) < 2:
+        raise ValueError(f"{train_dir}: one class folder ({classes[0]!r}); need at least 2")
+    index = {c: i for i, c in enumerate(classes)}
+    if test_dir.is_dir():
+        test = _class_files(test_dir)
+        unknown = sorted(set(test) - set(train))
+        if unknown:
+            raise ValueError(f"{test_dir}: class folder(s) {unknown} have no folder in "
+                             f"{train_dir} (its classes: {classes})")
+        files = train if split == "train" else test
+        items = [(p, index[c]) for c in sorted(files) for p in files[c]]
+    else:
+        items = [(p, index[c]) for c in classes for p in train[c]]
+        n = len(items)
+        n_held = min(max(1, round(holdout * n)), n - 1)
+        held = np.zeros(n, dtype=bool)
+        held[np.random.default_rng(seed).permutation(n)[:n_held]] = True
+        items = [it for it, h in zip(items, held, strict=True) if h == (split == "test")]
+
+    arrays = []
+    for path, _ in items:
+        try:
+            arr = _decode(path, image_size)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            raise ValueError(f"cannot decode image {path}: {e}") from None
+        if arrays and arr.shape != arrays[0].shape:
+            raise ValueError(f"image {path} has size {arr.shape[1]}x{arr.shape[0]}, "
+                             f"{items[0][0]} has {arrays[0].shape[1]}x{arrays[0].shape[0]}: "
+                             "pass image_size to resize")
+        arrays.append(arr)
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    labels = torch.tensor([y for _, y in items], dtype=torch.int64)
+    names = [p.relative_to(root).as_posix() for p, _ in items]
+    return FERSplit(names, images, labels, tuple(classes), root)
 
 
 # --------------------------------------------------------------------------- normalisation

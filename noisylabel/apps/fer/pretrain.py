@@ -2,12 +2,21 @@
 
 The paper starts from a ResNet18 trained to recognise identities on MS-Celeb-1M; SPEC 9 shows the
 method needs such a start (from scratch ``full`` does not beat plain CE). :func:`pretrain` trains
-timm's ``resnet18`` on a data set in RAF-DB layout, either to recognise identities
-(``task="identity"``, labels from ``EmoLabel/identities.csv`` of a synthetic set) or expressions
-(``task="expression"``, the label file's labels), and writes the checkpoint in the MS-Celeb
-file's format, ``{'state_dict': {conv1.weight, ..., fc.weight (K x 512)}}`` with un-prefixed
-keys, so ``noisylabel-fer train --pretrained FILE`` loads it like the real one. Next to it:
-``FILE.sha256`` (``sha256sum`` format) and ``FILE.json`` (task, accuracy on the held-out split,
+timm's ``resnet18`` to recognise identities (``task="identity"``) or expressions
+(``task="expression"``) on one of two data layouts, found by what the data root holds:
+
+* RAF-DB layout (``EmoLabel/`` present, :func:`~noisylabel.apps.fer.data.load_split`): identities
+  from ``EmoLabel/identities.csv`` (synthetic sets write it), expressions from the label file;
+* class folders (``train/`` present, :func:`~noisylabel.apps.fer.data.load_class_folders`):
+  ``train/<class>/*.jpg|*.jpeg|*.png`` and optionally ``test/<class>/...``; the folders are the
+  identities or the expression classes, as many as there are (when ``test/`` is absent a 10%
+  holdout of ``train/``, drawn with the run's seed, is the held-out split).
+
+It writes the checkpoint in the MS-Celeb file's format,
+``{'state_dict': {conv1.weight, ..., fc.weight (K x 512)}}`` with un-prefixed keys, so
+``noisylabel-fer train --pretrained FILE`` loads it like the real one (``fc`` is dropped there,
+so K need not be 7). Next to it: ``FILE.sha256`` (``sha256sum`` format) and ``FILE.json`` (task,
+layout, class count, and for class folders the class names, accuracy on the held-out split,
 settings, data hash, sha256).
 
 :func:`synthetic_backbone` is what ``noisylabel-fer train`` uses on the built-in data: it
@@ -22,7 +31,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +46,9 @@ from noisylabel.apps.fer.report import atomic_torch_save, write_json
 
 __all__ = ["PretrainConfig", "pretrain", "synthetic_backbone", "add_arguments", "run"]
 
+HOLDOUT = 0.1
+"""Fraction of ``train/`` held out (with the run's seed) when class folders have no ``test/``."""
+
 
 @dataclass
 class PretrainConfig:
@@ -46,7 +57,9 @@ class PretrainConfig:
     Parameters
     ----------
     data : str
-        RAF-DB-layout root; for ``task="identity"`` it needs ``EmoLabel/identities.csv``.
+        Data root: RAF-DB layout (for ``task="identity"`` it needs ``EmoLabel/identities.csv``)
+        or class folders ``train/<class>/*.jpg`` (optional ``test/<class>/``); see the module
+        docstring.
     task : {"identity", "expression"}
         What the network learns to recognise.
     out : str
@@ -96,29 +109,64 @@ def _labels(split: fer_data.FERSplit, task: str, identities: dict[str, int] | No
     return torch.tensor([id_index[identities[n]] for n in split.names], dtype=torch.int64)
 
 
+def _batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """Consecutive ``batch_size`` slices of ``order``; a last slice of one sample joins the one
+    before it (BatchNorm cannot train on one sample once ResNet18's feature map is 1x1, as it is
+    at 32 px and below)."""
+    batches = list(order.split(batch_size))
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2:] = [torch.cat(batches[-2:])]
+    return batches
+
+
 def pretrain(config: PretrainConfig) -> dict[str, Any]:
     """Train ResNet18 on identities or expressions; write the MS-Celeb-format checkpoint.
+
+    Minimises the mean cross-entropy ``-log softmax(f(x_i))[y_i]`` over the training images, with
+    ``y_i`` the identity or expression (RAF-DB layout) or the class folder (class folders).
 
     Returns
     -------
     dict
-        ``path``, ``sha256``, ``test_acc`` (held-out split), ``num_classes``, ``task``.
+        ``path``, ``sha256``, ``test_acc`` (held-out split), ``num_classes``, ``task``,
+        ``layout`` (``"raf-db"`` or ``"class-folders"``).
+
+    Raises
+    ------
+    FileNotFoundError
+        The data root holds neither layout (see
+        :func:`~noisylabel.apps.fer.data.detect_layout`), or a file is missing.
+    ValueError
+        Malformed data (the message names the file or folder).
     """
     from noisylabel.apps.fer.train import make_augment, resolve_device
 
+    layout = fer_data.detect_layout(config.data)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    train_set = fer_data.load_split(config.data, "train", image_size=config.image_size)
-    test_set = fer_data.load_split(config.data, "test", image_size=config.image_size)
-    identities = id_index = None
-    if config.task == "identity":
-        identities = fer_data.read_identities(config.data)
-        ids = sorted({identities[n] for n in [*train_set.names, *test_set.names]
-                      if n in identities})
-        id_index = {k: i for i, k in enumerate(ids)}
-    y_train = _labels(train_set, config.task, identities, id_index).to(device)
-    y_test = _labels(test_set, config.task, identities, id_index).to(device)
-    num_classes = len(id_index) if id_index is not None else len(fer_data.CLASS_NAMES)
+    layout_info: dict[str, Any] = {"layout": layout}
+    if layout == "class-folders":
+        train_set = fer_data.load_class_folders(config.data, "train", config.image_size,
+                                                holdout=HOLDOUT, seed=config.seed)
+        test_set = fer_data.load_class_folders(config.data, "test", config.image_size,
+                                               holdout=HOLDOUT, seed=config.seed)
+        y_train, y_test = train_set.labels.to(device), test_set.labels.to(device)
+        num_classes = len(train_set.class_names)
+        layout_info["class_names"] = list(train_set.class_names)
+        layout_info["held_out"] = ("test/" if (Path(config.data) / "test").is_dir()
+                                   else f"{HOLDOUT:.0%} of train/ (seed {config.seed})")
+    else:
+        train_set = fer_data.load_split(config.data, "train", image_size=config.image_size)
+        test_set = fer_data.load_split(config.data, "test", image_size=config.image_size)
+        identities = id_index = None
+        if config.task == "identity":
+            identities = fer_data.read_identities(config.data)
+            ids = sorted({identities[n] for n in [*train_set.names, *test_set.names]
+                          if n in identities})
+            id_index = {k: i for i, k in enumerate(ids)}
+        y_train = _labels(train_set, config.task, identities, id_index).to(device)
+        y_test = _labels(test_set, config.task, identities, id_index).to(device)
+        num_classes = len(id_index) if id_index is not None else len(fer_data.CLASS_NAMES)
     model = timm.create_model("resnet18", pretrained=False, num_classes=num_classes).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_gamma)
@@ -127,16 +175,17 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     aug_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
     images, test_images = train_set.images.to(device), test_set.images.to(device)
     n = len(y_train)
+    if n < 2:
+        raise ValueError(f"{config.data}: {n} training image(s); pretraining needs at least 2")
     start = time.perf_counter()
     test_acc = float("nan")
     for epoch in range(1, config.epochs + 1):
         model.train()
-        order = torch.randperm(n, generator=order_gen)
-        n_batches = math.ceil(n / config.batch_size)
+        batches = _batches(torch.randperm(n, generator=order_gen), config.batch_size)
         total = torch.zeros(2, device=device)
-        for b in tqdm(range(n_batches), desc=f"pretrain {config.task} {epoch}/{config.epochs}",
-                      leave=False, disable=not config.progress):
-            idx = order[b * config.batch_size : (b + 1) * config.batch_size].to(device)
+        for idx in tqdm(batches, desc=f"pretrain {config.task} {epoch}/{config.epochs}",
+                        leave=False, disable=not config.progress):
+            idx = idx.to(device)
             x = augment(images[idx], generator=aug_gen) if augment is not None \
                 else fer_data.normalize(images[idx])
             logits = model(x)
@@ -165,7 +214,10 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     data_meta = Path(config.data) / "synthetic.json"
     info = {
         "task": config.task,
+        **layout_info,
         "num_classes": num_classes,
+        "n_train": len(y_train),
+        "n_test": len(y_test),
         "test_acc": test_acc,
         "sha256": sha,
         "seconds": round(time.perf_counter() - start, 1),
@@ -176,7 +228,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     }
     write_json(Path(f"{out}.json"), info)
     return {"path": str(out), "sha256": sha, "test_acc": test_acc, "num_classes": num_classes,
-            "task": config.task}
+            "task": config.task, "layout": layout}
 
 
 def synthetic_backbone(target_settings: dict[str, Any], root: Path, task: str = "identity",
@@ -220,11 +272,15 @@ def synthetic_backbone(target_settings: dict[str, Any], root: Path, task: str = 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``noisylabel-fer pretrain``."""
     parser.add_argument("--task", choices=("identity", "expression"), default="identity",
-                        help="recognise identities (MS-Celeb-like; needs EmoLabel/identities.csv) "
-                             "or expressions (default identity)")
+                        help="recognise identities (MS-Celeb-like; in RAF-DB layout needs "
+                             "EmoLabel/identities.csv) or expressions (default identity)")
     parser.add_argument("--data", metavar="PATH",
-                        help="RAF-DB-layout root (default: a synthetic set whose identities are "
-                             "disjoint from the built-in training set's)")
+                        help="data root, RAF-DB layout (EmoLabel/, Image/aligned/) or class "
+                             "folders (train/<class>/*.jpg|*.jpeg|*.png, optional "
+                             f"test/<class>/, else {100 * HOLDOUT:g}%% of train/ is held out; "
+                             "the folders are the identities or expressions). Default: a "
+                             "synthetic set whose identities are disjoint from the built-in "
+                             "training set's")
     parser.add_argument("--out", metavar="FILE", default="pretrained/resnet18_faces.pth",
                         help="checkpoint to write; FILE.sha256 and FILE.json are written beside")
     parser.add_argument("--image-size", type=int, default=32, help="input side (default 32)")

@@ -13,7 +13,9 @@ from noisylabel.apps.fer.data import (
     IMAGENET_STD,
     RAND_OPS,
     BatchAugment,
+    detect_layout,
     image_path,
+    load_class_folders,
     load_split,
     normalize,
     read_identities,
@@ -240,6 +242,121 @@ def test_read_identities(tmp_path):
     p.unlink()
     with pytest.raises(FileNotFoundError, match="identities.csv"):
         read_identities(tmp_path)
+
+
+# ------------------------------------------------------------------ class folders
+
+
+def _write_folders(root, counts, ext=".png", size=SIZE, seed=0):
+    """``root/<split>/<class>/img<i><ext>`` random-colour images; ``counts`` maps
+    ``"split/class"`` to an image count. Returns {relative name: HxWx3 array written}."""
+    rng = np.random.default_rng(seed)
+    written = {}
+    for key, n in counts.items():
+        folder = root / key
+        folder.mkdir(parents=True)
+        for i in range(n):
+            arr = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(folder / f"img{i}{ext}")
+            written[f"{key}/img{i}{ext}"] = arr
+    return written
+
+
+def test_load_class_folders_with_test_folder(tmp_path):
+    written = _write_folders(tmp_path, {"train/sad": 2, "train/happy": 3, "test/happy": 1})
+    (tmp_path / "train" / "sad" / "notes.txt").write_text("not an image")
+    (tmp_path / "train" / "sad" / "._img0.png").write_bytes(b"macOS resource fork")
+    (tmp_path / "train" / ".ipynb_checkpoints").mkdir()
+    tr = load_class_folders(tmp_path, "train")
+    te = load_class_folders(tmp_path, "test")
+    assert tr.class_names == te.class_names == ("happy", "sad")
+    assert tr.names == ["train/happy/img0.png", "train/happy/img1.png", "train/happy/img2.png",
+                        "train/sad/img0.png", "train/sad/img1.png"]
+    assert tr.labels.dtype == torch.int64 and tr.labels.tolist() == [0, 0, 0, 1, 1]
+    assert tr.images.dtype == torch.uint8 and tr.images.shape == (5, 3, SIZE, SIZE)
+    for name, img in zip(tr.names, tr.images, strict=True):  # PNG is lossless
+        np.testing.assert_array_equal(img.permute(1, 2, 0).numpy(), written[name])
+    assert te.names == ["test/happy/img0.png"] and te.labels.tolist() == [0]
+    assert tr.root == tmp_path
+
+
+def test_load_class_folders_holds_out_a_seeded_part_of_train(tmp_path):
+    _write_folders(tmp_path, {"train/a": 6, "train/b": 4}, ext=".jpg")
+    tr = load_class_folders(tmp_path, "train", seed=1)
+    te = load_class_folders(tmp_path, "test", seed=1)
+    assert len(te) == 1 and len(tr) == 9  # max(1, round(0.1 * 10))
+    assert sorted(tr.names + te.names) == sorted(f"train/{c}/img{i}.jpg" for c, n in
+                                                 (("a", 6), ("b", 4)) for i in range(n))
+    assert te.class_names == ("a", "b")
+    assert load_class_folders(tmp_path, "test", seed=1).names == te.names
+    assert len({tuple(load_class_folders(tmp_path, "test", seed=s).names) for s in range(6)}) > 1
+    half = load_class_folders(tmp_path, "test", holdout=0.5, seed=1)
+    assert len(half) == 5 and half.images.shape == (5, 3, SIZE, SIZE)
+
+
+def test_load_class_folders_sizes(tmp_path):
+    _write_folders(tmp_path, {"train/a": 1, "train/b": 1, "test/a": 1})
+    Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(tmp_path / "train" / "b" / "img0.png")
+    with pytest.raises(ValueError, match=r"train[/\\]b[/\\]img0\.png has size 12x10"):
+        load_class_folders(tmp_path, "train")
+    assert load_class_folders(tmp_path, "train", image_size=8).images.shape == (2, 3, 8, 8)
+
+
+@pytest.mark.parametrize(
+    ("case", "error", "match"),
+    [
+        ("corrupt", ValueError, r"cannot decode image .*train[/\\]b[/\\]img1\.png"),
+        ("empty_class", ValueError, r"class folder .*train[/\\]c holds no image"),
+        ("unknown_test_class", ValueError, r"\['angry'\] have no folder in"),
+        ("one_class", ValueError, r"one class folder \('a'\)"),
+        ("no_class_folders", ValueError, r"no class folders"),
+        ("no_train", FileNotFoundError, r"train not found"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and v.isidentifier() else "",
+)
+def test_load_class_folders_errors_name_the_culprit(tmp_path, case, error, match):
+    _write_folders(tmp_path, {"train/a": 2, "train/b": 2, "test/a": 1})
+    if case == "corrupt":
+        (tmp_path / "train" / "b" / "img1.png").write_bytes(b"not a png")
+    elif case == "empty_class":
+        (tmp_path / "train" / "c").mkdir()
+    elif case == "unknown_test_class":
+        (tmp_path / "test" / "angry").mkdir()
+        Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(tmp_path / "test/angry/x.png")
+    elif case == "one_class":
+        for f in (tmp_path / "train" / "b").iterdir():
+            f.unlink()
+        (tmp_path / "train" / "b").rmdir()
+    elif case == "no_class_folders":
+        for f in (tmp_path / "test" / "a").iterdir():
+            f.unlink()
+        (tmp_path / "test" / "a").rmdir()
+        (tmp_path / "test" / "loose.png").write_bytes(b"")
+    else:
+        (tmp_path / "train").rename(tmp_path / "training")
+    split = "test" if case == "no_class_folders" else "train"
+    with pytest.raises(error, match=match):
+        load_class_folders(tmp_path, split)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"split": "val"}, "split"), ({"holdout": 1.0}, "holdout"), ({"holdout": 0}, "holdout"),
+     ({"image_size": 0}, "image_size")],
+)
+def test_load_class_folders_bad_arguments(tmp_path, kwargs, match):
+    _write_folders(tmp_path, {"train/a": 1, "train/b": 1})
+    with pytest.raises(ValueError, match=match):
+        load_class_folders(tmp_path, **kwargs)
+
+
+def test_detect_layout(dataset, tmp_path):
+    assert detect_layout(dataset) == "raf-db"
+    (tmp_path / "folders" / "train").mkdir(parents=True)
+    assert detect_layout(tmp_path / "folders") == "class-folders"
+    with pytest.raises(FileNotFoundError, match=r"no face data found in .*empty: expected the "
+                       r"RAF-DB layout \(EmoLabel/list_patition_label\.txt.*or class folders"):
+        detect_layout(tmp_path / "empty")
 
 
 # ------------------------------------------------------------------ augmentation

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from noisylabel.apps.fer import cli
 from noisylabel.apps.fer.model import create_model, load_backbone_checkpoint
-from noisylabel.apps.fer.pretrain import PretrainConfig, pretrain
+from noisylabel.apps.fer.pretrain import PretrainConfig, _batches, pretrain
 from noisylabel.apps.fer.train import describe_start
 
 
@@ -57,3 +60,87 @@ def test_pretrain_subcommand(tiny_faces: Path, tmp_path: Path, capsys) -> None:
     assert status == 0
     printed = capsys.readouterr().out
     assert f"sha256 {hashlib.sha256(out.read_bytes()).hexdigest()}" in printed
+
+
+def _write_folders(root: Path, counts: dict[str, int], size: int = 16) -> Path:
+    """Random-colour images ``root/<split>/<class>/img<i>`` (PNG and JPEG in turn, one image of
+    each class at 20 px so that pretraining has to resize)."""
+    rng = np.random.default_rng(0)
+    for key, n in counts.items():
+        (root / key).mkdir(parents=True)
+        for i in range(n):
+            side = size + 4 if i == 0 else size
+            arr = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(root / key / f"img{i}{'.png' if i % 2 else '.jpeg'}")
+    return root
+
+
+@pytest.mark.parametrize("task,with_test", [("identity", False), ("expression", True)])
+def test_pretrain_on_class_folders(tmp_path: Path, task: str, with_test: bool) -> None:
+    counts = {"train/anna": 4, "train/bo": 3, "train/cy": 3}
+    if with_test:
+        counts |= {"test/anna": 1, "test/cy": 2}
+    data = _write_folders(tmp_path / "faces", counts)
+    out = tmp_path / "folders.pth"
+    result = pretrain(PretrainConfig(data=str(data), task=task, out=str(out), image_size=16,
+                                     epochs=1, batch_size=4, device="cpu", progress=False))
+    assert result["layout"] == "class-folders" and result["num_classes"] == 3
+    raw = torch.load(out, weights_only=True)
+    assert set(raw) == {"state_dict"} and raw["state_dict"]["fc.weight"].shape == (3, 512)
+    info = json.loads(Path(f"{out}.json").read_text())
+    assert info["layout"] == "class-folders" and info["class_names"] == ["anna", "bo", "cy"]
+    assert info["num_classes"] == 3 and info["task"] == task
+    if with_test:
+        assert (info["n_train"], info["n_test"], info["held_out"]) == (10, 3, "test/")
+    else:
+        assert (info["n_train"], info["n_test"], info["held_out"]) == (9, 1, "10% of train/ "
+                                                                        "(seed 0)")
+    state, sha = load_backbone_checkpoint(out)
+    assert sha == result["sha256"] and not any(k.startswith("fc.") for k in state)
+    model = create_model("full", pretrained=out)
+    torch.testing.assert_close(model.target.layers[0][0].conv1.weight,
+                               raw["state_dict"]["layer2.0.conv1.weight"])
+    assert describe_start(str(out), sha).startswith(f"pretrained on {task} (3 classes")
+
+
+def test_pretrain_records_rafdb_layout(tiny_faces: Path, tmp_path: Path) -> None:
+    out = tmp_path / "raf.pth"
+    result = pretrain(PretrainConfig(data=str(tiny_faces), task="expression", out=str(out),
+                                     image_size=16, epochs=1, batch_size=64, device="cpu",
+                                     progress=False))
+    info = json.loads(Path(f"{out}.json").read_text())
+    assert result["layout"] == info["layout"] == "raf-db" and "class_names" not in info
+
+
+@pytest.mark.parametrize("case", ["corrupt", "unknown_test_class", "no_layout",
+                                  "one_training_image"])
+def test_pretrain_data_errors_name_the_culprit(tmp_path: Path, case: str) -> None:
+    data = _write_folders(tmp_path / "faces", {"train/anna": 2, "train/bo": 2, "test/bo": 1})
+    if case == "corrupt":
+        (data / "train" / "bo" / "img1.png").write_bytes(b"\x89PNG truncated")
+        error, match = ValueError, r"cannot decode image .*img1\.png"
+    elif case == "unknown_test_class":
+        (data / "test" / "bo").rename(data / "test" / "zed")
+        error, match = ValueError, r"\['zed'\] have no folder in .*train"
+    elif case == "one_training_image":  # 2 images, no test/: one of them is held out
+        shutil.rmtree(data)
+        _write_folders(data, {"train/anna": 1, "train/bo": 1})
+        error, match = ValueError, r"faces: 1 training image\(s\); pretraining needs at least 2"
+    else:
+        (data / "train").rename(data / "images")
+        error, match = FileNotFoundError, r"no face data found in .*faces: .*RAF-DB layout .*" \
+            r"class folders \(train/<class>"
+    out = tmp_path / "never.pth"
+    with pytest.raises(error, match=match):
+        pretrain(PretrainConfig(data=str(data), out=str(out), image_size=16, epochs=1,
+                                device="cpu", progress=False))
+    assert not out.exists()
+
+
+def test_batches_never_leave_a_single_sample_batch() -> None:
+    # BatchNorm cannot train on one sample at ResNet18's 1x1 last feature map (32 px and below)
+    order = torch.randperm(9)
+    assert [len(b) for b in _batches(order, 4)] == [4, 5]
+    assert torch.equal(torch.cat(_batches(order, 4)), order)
+    assert [len(b) for b in _batches(order, 3)] == [3, 3, 3]
+    assert [len(b) for b in _batches(order[:2], 64)] == [2]
