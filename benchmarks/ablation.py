@@ -214,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="where ablation.md and ablation.png are written (default: results/ next "
                         "to this script; with --quick: the work folder)")
     p.add_argument("--name", default="ablation", help="file stem of the outputs")
+    p.add_argument("--table-only", action="store_true",
+                   help="run nothing: write the tables and plot of the finished runs")
     args = p.parse_args(argv)
 
     profile_name = "quick" if args.quick else "full" if args.full else "cpu"
@@ -254,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                     job["out"] = str(work / "runs" / job_key(job))
                     if job_key(job) not in done:
                         jobs.append(job)
+    if args.table_only:
+        jobs = []
     print(f"{len(jobs)} runs to do, {len(done)} already done", flush=True)
     ctx = mp.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool, \

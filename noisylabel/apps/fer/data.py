@@ -235,6 +235,29 @@ def _save_cache(candidates: Sequence[Path], blob: dict) -> Path | None:
     return None
 
 
+def batch_slices(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """Split an epoch's sample order into consecutive batches of ``batch_size``.
+
+    A last batch of a single sample joins the one before it: BatchNorm cannot train on one
+    sample once ResNet18's feature map is 1 x 1, as it is at 32 px and below.
+
+    Parameters
+    ----------
+    order : torch.Tensor of shape (N,)
+        Sample indices in the epoch's order.
+    batch_size : int
+
+    Returns
+    -------
+    list of torch.Tensor
+        The batches; their concatenation is ``order``.
+    """
+    batches = list(order.split(batch_size))
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2:] = [torch.cat(batches[-2:])]
+    return batches
+
+
 def load_split(
     root: str | os.PathLike,
     split: str = "train",

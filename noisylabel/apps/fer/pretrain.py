@@ -109,16 +109,6 @@ def _labels(split: fer_data.FERSplit, task: str, identities: dict[str, int] | No
     return torch.tensor([id_index[identities[n]] for n in split.names], dtype=torch.int64)
 
 
-def _batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
-    """Consecutive ``batch_size`` slices of ``order``; a last slice of one sample joins the one
-    before it (BatchNorm cannot train on one sample once ResNet18's feature map is 1x1, as it is
-    at 32 px and below)."""
-    batches = list(order.split(batch_size))
-    if len(batches) > 1 and len(batches[-1]) == 1:
-        batches[-2:] = [torch.cat(batches[-2:])]
-    return batches
-
-
 def pretrain(config: PretrainConfig) -> dict[str, Any]:
     """Train ResNet18 on identities or expressions; write the MS-Celeb-format checkpoint.
 
@@ -181,7 +171,8 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     test_acc = float("nan")
     for epoch in range(1, config.epochs + 1):
         model.train()
-        batches = _batches(torch.randperm(n, generator=order_gen), config.batch_size)
+        batches = fer_data.batch_slices(torch.randperm(n, generator=order_gen),
+                                          config.batch_size)
         total = torch.zeros(2, device=device)
         for idx in tqdm(batches, desc=f"pretrain {config.task} {epoch}/{config.epochs}",
                         leave=False, disable=not config.progress):

@@ -557,12 +557,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
         mu1, mu2 = loss_weights(epoch, beta=cfg.beta) if noise_model is not None else (1.0, 0.0)
         order = distributed.shard(epoch_permutation(n_train, generators["order"]))  # this rank's
         sums = torch.zeros(4, device=device)  # loss, L1 (or CE), Lkld, correct
-        n_batches = math.ceil(len(order) / batch_size)
+        batches = fer_data.batch_slices(order, batch_size)
+        n_batches = len(batches)
         bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
                    disable=not (cfg.progress and main), dynamic_ncols=True)
         t0 = time.perf_counter()
-        for b in range(n_batches):
-            idx = order[b * batch_size : (b + 1) * batch_size].to(device)
+        for b, idx in enumerate(batches):
+            idx = idx.to(device)
             x = augment(images[idx], generator=generators["augment"]) if augment is not None \
                 else fer_data.normalize(images[idx])
             if channels_last:

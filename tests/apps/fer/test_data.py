@@ -487,3 +487,12 @@ def test_every_op_runs():
     for name in RAND_OPS:
         aug = BatchAugment(ops=(name,), num_ops=2, op_p=1.0)
         assert aug(x, torch.Generator().manual_seed(0)).shape == x.shape
+
+
+def test_batch_slices_never_leave_a_single_sample_batch() -> None:
+    # BatchNorm cannot train on one sample at ResNet18's 1x1 last feature map (32 px and below)
+    order = torch.randperm(9)
+    assert [len(b) for b in fer_data.batch_slices(order, 4)] == [4, 5]
+    assert torch.equal(torch.cat(fer_data.batch_slices(order, 4)), order)
+    assert [len(b) for b in fer_data.batch_slices(order, 3)] == [3, 3, 3]
+    assert [len(b) for b in fer_data.batch_slices(order[:2], 64)] == [2]

@@ -14,7 +14,7 @@ from PIL import Image
 
 from noisylabel.apps.fer import cli
 from noisylabel.apps.fer.model import create_model, load_backbone_checkpoint
-from noisylabel.apps.fer.pretrain import PretrainConfig, _batches, pretrain
+from noisylabel.apps.fer.pretrain import PretrainConfig, pretrain
 from noisylabel.apps.fer.train import describe_start
 
 
@@ -135,12 +135,3 @@ def test_pretrain_data_errors_name_the_culprit(tmp_path: Path, case: str) -> Non
         pretrain(PretrainConfig(data=str(data), out=str(out), image_size=16, epochs=1,
                                 device="cpu", progress=False))
     assert not out.exists()
-
-
-def test_batches_never_leave_a_single_sample_batch() -> None:
-    # BatchNorm cannot train on one sample at ResNet18's 1x1 last feature map (32 px and below)
-    order = torch.randperm(9)
-    assert [len(b) for b in _batches(order, 4)] == [4, 5]
-    assert torch.equal(torch.cat(_batches(order, 4)), order)
-    assert [len(b) for b in _batches(order, 3)] == [3, 3, 3]
-    assert [len(b) for b in _batches(order[:2], 64)] == [2]

@@ -20,6 +20,12 @@ def _config(root: Path, out: Path, **kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
+def test_a_lone_last_sample_joins_the_previous_batch(tiny_faces: Path, tmp_path: Path) -> None:
+    # 40 images, batch 13: 3 x 13 + 1. A one-sample batch would crash BatchNorm at 16 px.
+    result = train(_config(tiny_faces, tmp_path, variant="full", batch_size=13))
+    assert math.isfinite(result["history"][0]["loss"])
+
+
 @pytest.mark.parametrize("variant", ["baseline", "aea", "full"])
 def test_one_epoch_each_variant(tiny_faces: Path, tmp_path: Path, variant: str) -> None:
     result = train(_config(tiny_faces, tmp_path, variant=variant))
