@@ -33,7 +33,7 @@ __all__ = ["main", "build_parser", "SUBCOMMANDS", "SYNTHETIC_DEFAULTS", "synthet
 # name -> (module, one-line help); the module defines add_arguments(parser) and run(args) -> int.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("noisylabel.apps.fer.pretrain",
-                 "pretrain the ResNet18 trunk on the synthetic faces (identity or expression)"),
+                 "pretrain the ResNet18 trunk on faces (synthetic, RAF-DB layout or class folders)"),
 }
 
 SYNTHETIC_DEFAULTS: dict[str, Any] = {
