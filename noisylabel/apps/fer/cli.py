@@ -147,9 +147,10 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--beta", type=float, help="loss-weight schedule parameter (default 3)")
     s.add_argument("--signal", choices=("cosine", "loss"),
                    help="per-sample signal of the Beta mixture (default cosine)")
-    s.add_argument("--stats-pass", choices=("eval", "train"),
-                   help="noise-model input: extra eval-mode pass over the train set (default, as "
-                        "the references) or the training pass's predictions")
+    s.add_argument("--stats-pass", choices=("train", "eval"),
+                   help="noise-model input: the training pass's predictions (default; free) or "
+                        "an extra eval-mode pass over the train set (as the references; "
+                        "--paper-exact)")
     s.add_argument("--paper-exact", action="store_true", default=None,
                    help="the paper literally: no warm-up gate, plain-mean L1, non-monotone "
                         "posterior, global fit, absolute t rule (overrides the options below)")

@@ -53,12 +53,23 @@ def test_one_epoch_each_variant(tiny_faces: Path, tmp_path: Path, variant: str) 
     assert abs(config["actual_noise_rate"] - 12 / 40) < 1e-9  # exact mode: round(0.3 * 40)
 
 
+@pytest.mark.parametrize("stats_pass", ["train", "eval"])
+def test_both_statistics_passes_feed_the_noise_model(tiny_faces: Path, tmp_path: Path,
+                                                     stats_pass: str) -> None:
+    result = train(_config(tiny_faces, tmp_path, variant="full", epochs=2, warmup=0,
+                           stats_pass=stats_pass))
+    for row in result["history"]:  # a fit on every sample's signal after each epoch
+        assert 0.0 <= row["signal_auc"] <= 1.0 and row["bmm_n_iter"] >= 1
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["config"]["stats_pass"] == stats_pass
+
+
 def test_paper_exact_restores_the_literal_method() -> None:
     cfg = TrainConfig(data="x", paper_exact=True, warmup=7, per_class=True).resolved()
     assert (cfg.warmup, cfg.gate, cfg.monotone, cfg.per_class) == (0, False, False, False)
-    assert (cfg.mining_rule, cfg.l1_normalize) == ("absolute", "batch")
+    assert (cfg.mining_rule, cfg.l1_normalize, cfg.stats_pass) == ("absolute", "batch", "eval")
     default = TrainConfig(data="x").resolved()
     assert (default.warmup, default.gate, default.monotone) == (3, True, True)
+    assert default.stats_pass == "train"  # as accurate as the eval pass, and free (ablation)
     assert (default.image_size, default.batch_size, default.lr, default.epochs) == (100, 32, 1e-3, 75)
     with pytest.raises(ValueError, match="stats_pass='both'"):
         TrainConfig(data="x", stats_pass="both")
