@@ -1,7 +1,9 @@
 """The ablation of the paper's Tables I-IV on the built-in synthetic faces, in several regimes.
 
-Runs ``baseline``, ``aea``, ``full`` (with the safeguards of SPEC section 9) and ``full-exact``
-(``--paper-exact``) at several symmetric noise rates and seeds, in up to three regimes: from
+Runs ``baseline``, ``aea``, ``full`` (with the safeguards of SPEC section 9 and the references'
+eval-mode statistics pass), ``full-exact`` (``--paper-exact``) and, on request,
+``full-trainstats`` (``full`` with the statistics from the training pass, the trainer's default)
+at several symmetric noise rates and seeds, in up to three regimes: from
 scratch, and from a ResNet18 trunk pretrained on the identities (the MS-Celeb-1M analogue) or on
 the expressions of synthetic faces whose identities are disjoint from the target's. It prints
 and writes (next to this script, in ``results/``) a markdown table of the clean-test accuracy of
