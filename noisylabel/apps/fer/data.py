@@ -168,6 +168,19 @@ def _decode(path: Path, image_size: int | None) -> np.ndarray:
         return np.asarray(im, dtype=np.uint8)
 
 
+def _check_same_size(arr: np.ndarray, path: Path, first: np.ndarray, first_name: object) -> None:
+    """Without ``image_size`` every image must share the first one's size; name both."""
+    if arr.shape != first.shape:
+        raise ValueError(f"image {path} has size {arr.shape[1]}x{arr.shape[0]}, "
+                         f"{first_name} has {first.shape[1]}x{first.shape[0]}: "
+                         "pass image_size to resize")
+
+
+def _to_batch(arrays: Sequence[np.ndarray]) -> torch.Tensor:
+    """(H, W, 3) uint8 arrays -> one contiguous (N, 3, H, W) uint8 tensor."""
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
 def _user_cache_dir() -> Path:
     env = os.environ.get("NOISYLABEL_CACHE_DIR")
     if env:
@@ -338,10 +351,8 @@ def load_split(
                 raise ValueError(f"cannot decode image {path}: {e}") from None
             skipped.append(name)
             continue
-        if arrays and arr.shape != arrays[0].shape:
-            raise ValueError(f"image {path} has size {arr.shape[1]}x{arr.shape[0]}, "
-                             f"{paths[0].name} has {arrays[0].shape[1]}x{arrays[0].shape[0]}: "
-                             "pass image_size to resize")
+        if arrays:
+            _check_same_size(arr, path, arrays[0], paths[0].name)
         arrays.append(arr)
         names.append(name)
         labels.append(label)
@@ -349,7 +360,7 @@ def load_split(
         _warn_skipped(skipped, split, root)
     if not arrays:
         raise ValueError(f"{root}: every image of split {split!r} failed to load")
-    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    images = _to_batch(arrays)
     label_tensor = torch.tensor(labels, dtype=torch.int64)
     if cache:
         _save_cache(candidates, {"key": key, "names": names, "images": images,
@@ -493,12 +504,10 @@ def load_class_folders(
             arr = _decode(path, image_size)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             raise ValueError(f"cannot decode image {path}: {e}") from None
-        if arrays and arr.shape != arrays[0].shape:
-            raise ValueError(f"image {path} has size {arr.shape[1]}x{arr.shape[0]}, "
-                             f"{items[0][0]} has {arrays[0].shape[1]}x{arrays[0].shape[0]}: "
-                             "pass image_size to resize")
+        if arrays:
+            _check_same_size(arr, path, arrays[0], items[0][0])
         arrays.append(arr)
-    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    images = _to_batch(arrays)
     labels = torch.tensor([y for _, y in items], dtype=torch.int64)
     names = [p.relative_to(root).as_posix() for p, _ in items]
     return FERSplit(names, images, labels, tuple(classes), root)
