@@ -256,10 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                                                      ("image_size", "epochs", "batch_size",
                                                                 "augment")}}
                     job["out"] = str(work / "runs" / job_key(job))
-                    if job_key(job) not in done:
+                    if job_key(job) not in done and not args.table_only:
                         jobs.append(job)
-    if args.table_only:
-        jobs = []
     print(f"{len(jobs)} runs to do, {len(done)} already done", flush=True)
     ctx = mp.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool, \
@@ -279,10 +277,12 @@ def main(argv: list[str] | None = None) -> int:
     names = [n for n in VARIANTS if any(r["name"] == n for r in rows)]
     noises = sorted({r["noise"] for r in rows})
     md = tables(rows, args.regimes, names, noises)
+    seeds = sorted({r["seed"] for r in rows})
+    wall = sum(r["wall_s"] for r in rows)
     header = (f"Profile `{profile_name}`: {profile['n_train']} train / {profile['n_test']} test "
               f"synthetic faces, {profile['image_size']} px, {profile['epochs']} epochs, batch "
-              f"{profile['batch_size']}, seeds {sorted({r['seed'] for r in rows})}; pretraining epochs "
-              f"{profile['pretrain_epochs']}. Total wall time of the runs: {sum(r['wall_s'] for r in rows):.0f} s "
+              f"{profile['batch_size']}, seeds {seeds}; pretraining epochs "
+              f"{profile['pretrain_epochs']}. Total wall time of the runs: {wall:.0f} s "
               f"(sum over runs).\n")
     (args.results / f"{args.name}.md").write_text(header + md)
     plot(rows, args.regimes, names, noises, args.results / f"{args.name}.png")

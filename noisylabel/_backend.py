@@ -36,7 +36,6 @@ def compute_dtype(x: Any) -> Any:
     return torch.float32 if x.device.type == "mps" else torch.float64
 
 
-
 def sigmoid(x: Any) -> Any:
     """Logistic function ``1 / (1 + exp(-x))``, on a numpy array or a torch tensor (its device)."""
     if is_tensor(x):
