@@ -95,13 +95,21 @@ def _bool_flag(group: argparse._ArgumentGroup, name: str, help_on: str, help_off
 def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     d = p.add_argument_group("data and label noise")
     d.add_argument("--data", metavar="PATH",
-                   help="RAF-DB-layout root (EmoLabel/list_patition_label.txt, Image/aligned/). "
+                   help="data root: RAF-DB layout (EmoLabel/list_patition_label.txt, "
+                        "Image/aligned/) or FER+ layout (FER2013Train|Valid|Test/label.csv). "
                         "Default: the built-in synthetic faces, generated on first use.")
     d.add_argument("--noise", type=float, metavar="RATE",
                    help="symmetric label-noise rate injected into the training labels, seeded by "
                         "--seed (default 0.3 on the synthetic data, 0 with --data)")
     d.add_argument("--noise-file", metavar="FILE",
                    help="EAC-format noisy train labels (e.g. noise03.txt); overrides --noise")
+    d.add_argument("--train-labels", metavar="CSV",
+                   help="FER+ layout: train on these labels (CSV 'image,label', e.g. FER2013's "
+                        "original labels from prepare-ferplus) while the votes stay the "
+                        "reference; images it does not list are left out")
+    d.add_argument("--vote-rule", choices=("majority", "plurality", "soft"),
+                   help="FER+ layout: votes -> label (default majority: FER+'s rule; soft: the "
+                        "vote distribution as target, baseline / aea only)")
     d.add_argument("--noise-mode", choices=("exact", "bernoulli"),
                    help="exact: flip round(rate*N) labels; bernoulli: flip each with prob. rate "
                         "(default exact)")
@@ -221,6 +229,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write the CSV here (default: standard output)")
     p_pred.add_argument("--device", help="cuda or cpu (default: CUDA when present)")
     p_pred.add_argument("--batch-size", type=int, default=256, help="batch size")
+
+    p_prep = sub.add_parser(
+        "prepare-ferplus", help="write the FER+ layout from fer2013.csv and fer2013new.csv",
+        description="From Kaggle's fer2013.csv (emotion,pixels,Usage) and FER+'s fer2013new.csv "
+                    "(same row order), write FER2013Train|Valid|Test/ (a PNG per image and "
+                    "label.csv with the 10 vote counts) and fer2013_train_labels.csv (the "
+                    "original FER2013 label of each training image, for --train-labels).")
+    p_prep.add_argument("fer2013_csv", help="Kaggle's fer2013.csv")
+    p_prep.add_argument("fer2013new_csv", help="FER+'s fer2013new.csv")
+    p_prep.add_argument("--out", required=True, metavar="DIR", help="folder to write the layout in")
+    p_prep.add_argument("--overwrite", action="store_true",
+                        help="replace a FER+ layout already in DIR")
 
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         try:
@@ -395,7 +415,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict}
+def _cmd_prepare_ferplus(args: argparse.Namespace) -> int:
+    from noisylabel.apps.fer.ferplus import FER2013_TRAIN_LABELS, prepare_ferplus
+
+    counts = prepare_ferplus(args.fer2013_csv, args.fer2013new_csv, args.out, args.overwrite)
+    ambiguous = counts.pop("ambiguous", 0)
+    written = ", ".join(f"{folder} {n}" for folder, n in sorted(counts.items()))
+    print(f"wrote the FER+ layout into {args.out}: {written} images; "
+          f"{Path(args.out) / FER2013_TRAIN_LABELS} lists the original labels of the training "
+          f"images ({ambiguous} left out: duplicates with conflicting FER2013 labels)")
+    return 0
+
+
+_COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
+             "prepare-ferplus": _cmd_prepare_ferplus}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -142,6 +142,15 @@ class FERSplit:
     root : Path
     skipped : list of str
         Names dropped with ``on_error="skip"`` (missing or unreadable images).
+    agreement : torch.Tensor or None
+        float64, (N,): share of annotator votes on ``labels`` (vote-labelled layouts: FER+).
+    soft_targets : torch.Tensor or None
+        float32, (N, C): the vote distribution (FER+ with the ``soft`` rule).
+    given_labels : torch.Tensor or None
+        int64, (N,): training labels from another label set (a train-labels file), to train on
+        while ``labels`` stay the reference the noise is measured against.
+    excluded : dict
+        Reason -> number of images the loader left out (FER+: contempt, unknown, ...).
     """
 
     names: list[str]
@@ -150,6 +159,10 @@ class FERSplit:
     class_names: tuple[str, ...] = CLASS_NAMES
     root: Path = field(default_factory=Path)
     skipped: list[str] = field(default_factory=list)
+    agreement: torch.Tensor | None = None
+    soft_targets: torch.Tensor | None = None
+    given_labels: torch.Tensor | None = None
+    excluded: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -246,6 +259,46 @@ def _save_cache(candidates: Sequence[Path], blob: dict) -> Path | None:
     warnings.warn(f"could not write an image cache in any of {[str(c) for c in candidates]}",
                   stacklevel=3)
     return None
+
+
+def decode_images(paths: Sequence[Path], label_path: Path, tag: str, image_size: int | None,
+                  cache: bool = True) -> torch.Tensor:
+    """Decode ``paths`` into one uint8 tensor (N, 3, H, W), through the on-disk cache.
+
+    The cache file is named by ``tag`` and keyed like :func:`load_split`'s (the label file's
+    bytes, the image size, every image's size and mtime).
+
+    Raises
+    ------
+    FileNotFoundError
+        A missing image (named, with the label file that lists it).
+    ValueError
+        A corrupt image, or images of different sizes without ``image_size``.
+    """
+    _check_image_size(image_size)
+    root = label_path.parent
+    candidates = _cache_candidates(root, tag, image_size)
+    key = _cache_key(label_path.read_bytes(), tag, image_size, "raise", paths) if cache else ""
+    for c in candidates if cache else ():
+        blob = _load_cache(c, key)
+        if blob is not None:
+            return blob["images"]
+    arrays = []
+    for path in paths:
+        try:
+            arr = _decode(path, image_size)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"image not found: {path} (listed in {label_path})"
+                                    ) from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            raise ValueError(f"cannot decode image {path}: {e}") from None
+        if arrays:
+            _check_same_size(arr, path, arrays[0], paths[0].name)
+        arrays.append(arr)
+    images = _to_batch(arrays)
+    if cache:
+        _save_cache(candidates, {"key": key, "images": images})
+    return images
 
 
 def batch_slices(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
@@ -375,7 +428,8 @@ def _warn_skipped(skipped: Sequence[str], split: str, root: Path) -> None:
 
 
 def detect_layout(root: str | os.PathLike) -> str:
-    """Which data layout ``root`` holds, checked in this order: ``EmoLabel/`` -> RAF-DB
+    """Which data layout ``root`` holds, checked in this order: ``FER2013Train/label.csv`` ->
+    FER+ (:func:`noisylabel.apps.fer.ferplus.load_ferplus`), ``EmoLabel/`` -> RAF-DB
     (:func:`load_split`), ``train/`` -> class folders (:func:`load_class_folders`).
 
     Parameters
@@ -386,7 +440,7 @@ def detect_layout(root: str | os.PathLike) -> str:
     Returns
     -------
     str
-        ``"raf-db"`` or ``"class-folders"``.
+        ``"ferplus"``, ``"raf-db"`` or ``"class-folders"``.
 
     Raises
     ------
@@ -394,12 +448,15 @@ def detect_layout(root: str | os.PathLike) -> str:
         Neither folder is there; the message names ``root`` and both layouts.
     """
     root = Path(root)
+    if (root / "FER2013Train" / "label.csv").is_file():
+        return "ferplus"
     if (root / "EmoLabel").is_dir():
         return "raf-db"
     if (root / "train").is_dir():
         return "class-folders"
     raise FileNotFoundError(
-        f"no face data found in {root}: expected the RAF-DB layout "
+        f"no face data found in {root}: expected the FER+ layout (FER2013Train/label.csv), "
+        f"the RAF-DB layout "
         f"({LABEL_FILE.as_posix()} and {IMAGE_DIR.as_posix()}/) or class "
         "folders (train/<class>/*.jpg|*.jpeg|*.png, optional test/<class>/)")
 

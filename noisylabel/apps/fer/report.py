@@ -21,6 +21,7 @@ import torch
 __all__ = [
     "RunReporter",
     "atomic_torch_save",
+    "atomic_write_text",
     "write_json",
     "write_metrics_csv",
     "summarize_accuracy",
@@ -34,7 +35,8 @@ __all__ = [
 ]
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temp file in the same folder, then os.replace: never a torn file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -62,7 +64,7 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
     """Write ``data`` as indented JSON, atomically (temp file in the same folder + os.replace)."""
     path = Path(path)
-    _atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
     return path
 
 
@@ -86,7 +88,7 @@ def write_metrics_csv(path: str | Path, history: Sequence[Mapping[str, Any]]) ->
     writer.writeheader()
     for row in history:
         writer.writerow({k: _fmt(v) for k, v in row.items()})
-    _atomic_write_text(path, "".join(lines))
+    atomic_write_text(path, "".join(lines))
     return path
 
 

@@ -39,7 +39,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from noisylabel.apps.fer import data as fer_data
-from noisylabel.apps.fer import distributed
+from noisylabel.apps.fer import distributed, ferplus
 from noisylabel.apps.fer.model import FERNet, create_model
 from noisylabel.apps.fer.report import (
     RunReporter,
@@ -85,6 +85,14 @@ class TrainConfig:
         goes to a uniformly random other class), seeded by ``seed``. Ignored with ``noise_file``.
     noise_file : str or None
         EAC-format noisy label file (``train_00001.jpg 5``, 1-based) replacing the train labels.
+    train_labels : str or None
+        FER+ layout only: a train-labels CSV (``image,label``) whose labels replace the vote
+        labels for training (e.g. FER2013's original labels); the vote labels stay the
+        reference that the label noise and the noise model's detection are measured against.
+        Images it does not list are left out of training. ``noise`` is injected on top of it.
+    vote_rule : {"majority", "plurality", "soft"}
+        FER+ layout only: how the votes become labels (:mod:`noisylabel.annotators`);
+        ``soft`` trains ``baseline`` / ``aea`` on the vote distribution.
     noise_mode : {"exact", "bernoulli"}
         ``exact`` flips round(rate * N) labels, ``bernoulli`` flips each with probability rate.
     image_size : int
@@ -159,6 +167,8 @@ class TrainConfig:
     out: str = "runs/fer"
     noise: float = 0.0
     noise_file: str | None = None
+    train_labels: str | None = None
+    vote_rule: str = "majority"
     noise_mode: str = "exact"
     image_size: int = 100
     variant: str = "full"
@@ -204,6 +214,7 @@ class TrainConfig:
             "l1_normalize": ("weights", "batch"),
             "signal": ("cosine", "loss"),
             "noise_mode": ("exact", "bernoulli"),
+            "vote_rule": ("majority", "plurality", "soft"),
             "augment": ("randaugment", "flip", "none"),
         }
         for name, allowed in choices.items():
@@ -216,6 +227,11 @@ class TrainConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
         if self.lr <= 0:
             raise ValueError(f"lr={self.lr} must be > 0")
+        if self.vote_rule == "soft" and (self.variant == "full" or self.noise > 0
+                                         or self.noise_file or self.train_labels):
+            raise ValueError("vote_rule='soft' trains baseline or aea on the vote distribution "
+                             "itself: it takes no noise, noise file, train labels or noise "
+                             "model (variant 'full')")
 
     def resolved(self) -> TrainConfig:
         """The options actually used: ``warmup`` filled in, paper-exact switches applied."""
@@ -349,14 +365,48 @@ def make_augment(name: str) -> fer_data.BatchAugment | None:
     return None
 
 
+def load_data(cfg: TrainConfig) -> dict[str, fer_data.FERSplit]:
+    """The run's splits by layout: ``train`` and ``test``, and ``valid`` where the layout has
+    one (FER+). RAF-DB layout: :func:`~noisylabel.apps.fer.data.load_split`; FER+ layout:
+    :func:`~noisylabel.apps.fer.ferplus.load_ferplus` with ``cfg.vote_rule`` and
+    ``cfg.train_labels``."""
+    if ferplus.is_ferplus(cfg.data):
+        return {split: ferplus.load_ferplus(
+                    cfg.data, split, cfg.image_size, cfg.vote_rule,
+                    cfg.train_labels if split == "train" else None)
+                for split in ("train", "valid", "test")}
+    if cfg.train_labels or cfg.vote_rule != "majority":
+        raise ValueError(f"train_labels and vote_rule need the FER+ layout; {cfg.data} holds "
+                         "none (use noise_file for an EAC-format label file on RAF-DB)")
+    return {split: fer_data.load_split(cfg.data, split, image_size=cfg.image_size)
+            for split in ("train", "test")}
+
+
+def describe_data(split: fer_data.FERSplit, cfg: TrainConfig) -> str:
+    """The FER+ part of the run's first line: vote rule, exclusions, and how often the
+    training labels disagree with the vote labels (empty for other layouts)."""
+    if split.agreement is None:
+        return ""
+    left_out = ", ".join(f"{n} {why}" for why, n in sorted(split.excluded.items())) or "none"
+    text = f"FER+ layout, {cfg.vote_rule} vote; left out of train: {left_out}"
+    if split.given_labels is not None:
+        differ = float((split.given_labels != split.labels).float().mean())
+        text += (f"; train labels from {cfg.train_labels} differ from the votes on "
+                 f"{100 * differ:.1f}%")
+    return text
+
+
 def _noisy_labels(cfg: TrainConfig, split: fer_data.FERSplit) -> torch.Tensor:
+    """Training labels: the split's (or the train-labels file's), then the noise file or the
+    injected symmetric noise."""
+    base = split.labels if split.given_labels is None else split.given_labels
     if cfg.noise_file:
         noisy = read_noise_file(cfg.noise_file, list(split.names))
     elif cfg.noise > 0:
-        noisy = symmetric_noise(split.labels.numpy(), cfg.noise, cfg.num_classes,
+        noisy = symmetric_noise(base.numpy(), cfg.noise, cfg.num_classes,
                                 mode=cfg.noise_mode, seed=cfg.seed)
     else:
-        noisy = split.labels.numpy()
+        noisy = base.numpy()
     return torch.as_tensor(np.asarray(noisy), dtype=torch.int64)
 
 
@@ -486,8 +536,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     _seed_everything(cfg.seed)
     generators = _make_generators(cfg.seed, device, rank)
     with distributed.main_process_first():  # rank 0 fills the image cache, the others read it
-        train_set = fer_data.load_split(cfg.data, "train", image_size=cfg.image_size)
-        test_set = fer_data.load_split(cfg.data, "test", image_size=cfg.image_size)
+        splits = load_data(cfg)
+    train_set, test_set, val_set = splits["train"], splits["test"], splits.get("valid")
     true_labels = train_set.labels.to(torch.int64)
     noisy_labels = _noisy_labels(cfg, train_set)
     true_noisy = noisy_labels != true_labels
@@ -497,6 +547,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     images = train_set.images.to(device)  # uint8, kept on the device for the whole run
     labels_dev = noisy_labels.to(device)
     test_images, test_labels = test_set.images.to(device), test_set.labels.to(device)
+    soft_dev = None if train_set.soft_targets is None else train_set.soft_targets.to(device)
+    data_line = describe_data(train_set, cfg)
 
     # --- model, optimiser, noise model ---------------------------------------------------
     model = build_model(cfg, load_pretrained=ckpt is None).to(device)
@@ -547,12 +599,15 @@ def train(config: TrainConfig) -> dict[str, Any]:
                               "device_used": str(device), "world_size": world,
                               "per_rank_batch_size": batch_size, "n_train": n_train,
                               "n_test": len(test_labels),
+                              "n_valid": len(val_set) if val_set is not None else 0,
+                              "data_description": data_line,
                               "actual_noise_rate": noise_rate})
         print(f"noisylabel-fer: variant {cfg.variant}, {regime}, device {device}, "
               f"{n_train} train / {len(test_labels)} test images at {cfg.image_size} px, "
               f"label noise {100 * noise_rate:.1f}%"
               + (f", {world} processes x batch {batch_size}" if world > 1 else "")
-              + (f", resuming after epoch {start_epoch}" if start_epoch else ""))
+              + (f", resuming after epoch {start_epoch}" if start_epoch else "")
+              + (f"\n  {data_line}" if data_line else ""))
 
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         # --- 1. training pass --------------------------------------------------------------
@@ -588,7 +643,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 if cfg.stats_pass == "train":
                     noise_model.record(idx, p, y)
             else:
-                l1 = F.cross_entropy(target, y)
+                l1 = F.cross_entropy(target, y if soft_dev is None else soft_dev[idx])
                 lkld = torch.zeros((), device=device)
                 loss = l1
             optimizer.zero_grad(set_to_none=True)
@@ -638,6 +693,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         hits, total = distributed.all_reduce_sum(torch.stack([hits, hits.new_tensor(
             float(test_probs.shape[0]))])).tolist()
         row["test_acc"] = hits / total
+        if val_set is not None:  # model selection uses this split, never the test split
+            row["val_acc"] = _accuracy(model, val_set, cfg, device, channels_last, amp_dtype)
         row["epoch_time_s"] = time.perf_counter() - t0
         history.append(row)
         scheduler.step()
@@ -682,9 +739,23 @@ def train(config: TrainConfig) -> dict[str, Any]:
     return result
 
 
+def _accuracy(model: FERNet, split: fer_data.FERSplit, cfg: TrainConfig, device: torch.device,
+              channels_last: bool, amp_dtype: torch.dtype | None) -> float:
+    """Target-branch accuracy on ``split`` (each rank its block, counts summed)."""
+    part = distributed.block(len(split))
+    probs = predict_probs(model, split.images[part], "target", cfg.eval_batch_size, device,
+                          channels_last, amp_dtype)
+    hits = (probs.argmax(1).cpu() == split.labels[part]).sum().float()
+    hits, total = distributed.all_reduce_sum(torch.stack(
+        [hits, hits.new_tensor(float(probs.shape[0]))]).to(device)).tolist()
+    return hits / total
+
+
 def _epoch_line(row: dict[str, Any]) -> str:
     parts = [f"epoch {row['epoch']:>3}", f"loss {row['loss']:.3f}",
              f"train {100 * row['train_acc']:.1f}%", f"test {100 * row['test_acc']:.2f}%"]
+    if "val_acc" in row:
+        parts.append(f"val {100 * row['val_acc']:.2f}%")
     if "w_mean_clean" in row:
         parts.append(f"w clean/noisy {row['w_mean_clean']:.2f}/{row['w_mean_noisy']:.2f}")
     for key, name in (("noise_auc", "AUC(w)"), ("signal_auc", "AUC(S)")):
