@@ -155,6 +155,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--beta", type=float, help="loss-weight schedule parameter (default 3)")
     s.add_argument("--signal", choices=("cosine", "loss"),
                    help="per-sample signal of the Beta mixture (default cosine)")
+    s.add_argument("--target-loss", choices=("kl", "kl+ce"),
+                   help="target branch loss: KL(q || target) (kl, the paper, default) or that "
+                        "plus the w-weighted CE on the given labels (kl+ce, ours)")
     s.add_argument("--stats-pass", choices=("train", "eval"),
                    help="noise-model input: the training pass's predictions (default; free) or "
                         "an extra eval-mode pass over the train set (as the references; "

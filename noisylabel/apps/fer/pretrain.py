@@ -135,7 +135,18 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     layout_info: dict[str, Any] = {"layout": layout}
-    if layout == "class-folders":
+    if layout == "ferplus":  # expressions by FER+ majority vote; FER2013Valid is held out
+        if config.task != "expression":
+            raise ValueError(f"{config.data}: the FER+ layout has expressions, not identities; "
+                             "use task='expression'")
+        from noisylabel.apps.fer.ferplus import load_ferplus
+
+        train_set = load_ferplus(config.data, "train", config.image_size)
+        test_set = load_ferplus(config.data, "valid", config.image_size)
+        y_train, y_test = train_set.labels.to(device), test_set.labels.to(device)
+        num_classes = len(fer_data.CLASS_NAMES)
+        layout_info["held_out"] = "FER2013Valid"
+    elif layout == "class-folders":
         train_set = fer_data.load_class_folders(config.data, "train", config.image_size,
                                                 holdout=HOLDOUT, seed=config.seed)
         test_set = fer_data.load_class_folders(config.data, "test", config.image_size,

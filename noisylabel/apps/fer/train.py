@@ -125,6 +125,10 @@ class TrainConfig:
         Loss-weight schedule parameter (SPEC 6).
     signal : {"cosine", "loss"}
         Per-sample signal the Beta mixture is fitted to.
+    target_loss : {"kl", "kl+ce"}
+        The target branch's loss: ``kl`` = KL(q || target) (the paper); ``kl+ce`` (ours) adds
+        the w-weighted cross-entropy of the target branch on the given labels, normalised as
+        L1 (``docs/method.md``, "Our additions").
     stats_pass : {"train", "eval"}
         Where the end-of-epoch predictions for the noise model come from: the training pass
         itself (default: free, and as accurate in the ablation; see benchmarks/README.md) or an
@@ -186,6 +190,7 @@ class TrainConfig:
     t: float = 0.7
     beta: float = 3.0
     signal: str = "cosine"
+    target_loss: str = "kl"
     stats_pass: str = "train"
     paper_exact: bool = False
     warmup: int | None = None
@@ -213,6 +218,7 @@ class TrainConfig:
             "mining_rule": ("absolute", "relative"),
             "l1_normalize": ("weights", "batch"),
             "signal": ("cosine", "loss"),
+            "target_loss": ("kl", "kl+ce"),
             "noise_mode": ("exact", "bernoulli"),
             "vote_rule": ("majority", "plurality", "soft"),
             "augment": ("randaugment", "flip", "none"),
@@ -239,7 +245,7 @@ class TrainConfig:
         if cfg.paper_exact:
             cfg.warmup, cfg.gate, cfg.monotone = 0, False, False
             cfg.per_class, cfg.mining_rule, cfg.l1_normalize = False, "absolute", "batch"
-            cfg.stats_pass = "eval"
+            cfg.stats_pass, cfg.target_loss = "eval", "kl"
         elif cfg.warmup is None:
             cfg.warmup = math.ceil(cfg.beta)
         return cfg
@@ -639,6 +645,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
                                    validate=False)
                 l1 = weighted_cross_entropy(aux, y, w, normalize=cfg.l1_normalize)
                 lkld = soft_target_kl(target, q)
+                if cfg.target_loss == "kl+ce":
+                    lkld = lkld + weighted_cross_entropy(target, y, w, normalize=cfg.l1_normalize)
                 loss = mu1 * l1 + mu2 * lkld
                 if cfg.stats_pass == "train":
                     noise_model.record(idx, p, y)
