@@ -94,7 +94,8 @@ class ClassDistributionMiner:
     """Keep one label distribution per class, updated from each epoch's predictions.
 
     After ``update(labels, pred_probs)``, with ``m_c`` the class-mean prediction
-    (:func:`class_mean_distributions`), row c is accepted when
+    ([`class_mean_distributions`][noisylabel.distribution.class_mean_distributions]), row c
+    is accepted when
 
     * ``rule="absolute"`` (paper): ``m_c[c] >= t``;
     * ``rule="relative"`` (SPEC 9.5): ``m_c[c] - max_{j != c} m_c[j] >= margin`` (the
@@ -102,7 +103,7 @@ class ClassDistributionMiner:
 
     An accepted row replaces ``D[c]`` (renormalised to sum exactly to 1); a rejected row or
     a class without samples keeps the last accepted ``D[c]``, initially the smoothed
-    one-hot :func:`smoothed_onehot` ``(C, t)``.
+    one-hot [`smoothed_onehot`][noisylabel.distribution.smoothed_onehot] ``(C, t)``.
 
     Parameters
     ----------
@@ -217,7 +218,7 @@ class ClassDistributionMiner:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the state written by :meth:`state_dict` (numpy arrays or tensors)."""
+        """Restore the state written by ``state_dict`` (numpy arrays or tensors)."""
         d = np.asarray(_host(state["distributions"]), dtype=np.float64)
         if d.shape != (self.n_classes, self.n_classes):
             raise ValueError(

@@ -1,7 +1,7 @@
 """Two-component Beta mixture fitted by EM (paper eq. 4-6; Arazo et al., ICML'19).
 
 The model is ``p(x) = sum_k pi_k Beta(x; alpha_k, beta_k)`` on values in [0, 1] (a
-per-sample signal such as the cosine similarity of :mod:`noisylabel.signals`). The
+per-sample signal such as the cosine similarity of ``noisylabel.signals``). The
 posterior of the *clean* component, chosen by its mean (never by its index), is the
 per-sample clean probability w.
 
@@ -80,9 +80,11 @@ class BetaMixture:
         Where clean samples lie: "high" makes the higher-mean component the clean one
         (cosine similarity), "low" the lower-mean one (normalised loss).
     monotone : bool
-        Make :meth:`clean_probability` monotone in x (SPEC 9.2, Arazo's fix): w never
-        decreases as x moves toward ``clean_side``. Computed in closed form (see
-        :meth:`clean_probability`), exactly and independently of the other values passed.
+        Make [`clean_probability`][noisylabel.mixture.BetaMixture.clean_probability] monotone
+        in x (SPEC 9.2, Arazo's fix): w never decreases as x moves toward ``clean_side``.
+        Computed in closed form (see
+        [`clean_probability`][noisylabel.mixture.BetaMixture.clean_probability]), exactly and
+        independently of the other values passed.
     min_weight : float
         Separation check: both mixing weights must be at least this.
     separation_margin : float
@@ -113,8 +115,10 @@ class BetaMixture:
     separated_ : bool
         Both weights ``>= min_weight``, means differing by ``>= separation_margin`` and
         ``ll_gain_ >= min_gain``.
-        When False a :class:`MixtureNotSeparatedWarning` is emitted by :meth:`fit` and
-        :meth:`clean_probability` returns all ones (see there).
+        When False a [`MixtureNotSeparatedWarning`][noisylabel.mixture.MixtureNotSeparatedWarning]
+        is emitted by [`fit`][noisylabel.mixture.BetaMixture.fit] and
+        [`clean_probability`][noisylabel.mixture.BetaMixture.clean_probability] returns all ones
+        (see there).
 
     Examples
     --------
@@ -497,7 +501,7 @@ class BetaMixture:
         Unseparated fit (``separated_`` False, e.g. unimodal or constant data): returns an
         array of ones (every sample treated as clean, i.e. no reweighting), of the same type,
         dtype and device as the posterior would have. The raw posteriors remain available
-        from :meth:`predict_proba`.
+        from [`predict_proba`][noisylabel.mixture.BetaMixture.predict_proba].
 
         Parameters
         ----------
@@ -517,7 +521,7 @@ class BetaMixture:
         return self.posterior(x)
 
     def posterior(self, x: Any) -> Any:
-        """Clean-component posterior as :meth:`clean_probability`, without the fallback.
+        """Clean-component posterior as ``clean_probability``, without the fallback.
 
         The same value (monotone when ``monotone=True``) whether or not the fit is
         separated; for the paper-exact setting, which uses every fit.
