@@ -46,9 +46,10 @@ def clean_probability(
     signal : {"cosine", "loss"} or Signal
         Per-sample signal; its ``clean_side`` orients the mixture.
     per_class : bool
-        SPEC 9.3: fit one mixture per class on the samples labelled with it (classes with
-        fewer than ``min_class_samples`` samples, or whose fit is not separated, use the
-        global fit instead). False: one mixture over all samples.
+        Class-aware fitting ([a safeguard][safeguards]): fit one mixture per class on the
+        samples labelled with it (classes with fewer than ``min_class_samples`` samples, or
+        whose fit is not separated, use the global fit instead). False: one mixture over all
+        samples.
     monotone : bool
         Make w monotone in the signal (see
         [`BetaMixture.clean_probability`][noisylabel.mixture.BetaMixture.clean_probability]).

@@ -1,4 +1,4 @@
-"""Class-distribution mining with a threshold (paper eq. 7-8; SPEC 4 and 9.5).
+"""Class-distribution mining with a threshold (paper eq. 7-8; docs/method.md).
 
 For each class c, ``m_c = mean_{i: y_i = c} p_i`` (the mean predicted distribution of the
 samples labelled c). The miner accepts ``D[c] = m_c`` when the row passes its rule and
@@ -98,8 +98,9 @@ class ClassDistributionMiner:
     is accepted when
 
     * ``rule="absolute"`` (paper): ``m_c[c] >= t``;
-    * ``rule="relative"`` (SPEC 9.5): ``m_c[c] - max_{j != c} m_c[j] >= margin`` (the
-      diagonal is the row's largest entry by ``margin``).
+    * ``rule="relative"`` ([a safeguard][safeguards]):
+      ``m_c[c] - max_{j != c} m_c[j] >= margin`` (the diagonal is the row's largest entry by
+      ``margin``).
 
     An accepted row replaces ``D[c]`` (renormalised to sum exactly to 1); a rejected row or
     a class without samples keeps the last accepted ``D[c]``, initially the smoothed

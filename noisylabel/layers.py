@@ -1,4 +1,4 @@
-"""Average Expression Anchoring as a reusable layer (SPEC 2)."""
+"""Average Expression Anchoring as a reusable layer (docs/method.md, AEA)."""
 
 from __future__ import annotations
 

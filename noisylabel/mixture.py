@@ -69,7 +69,7 @@ class BetaMixture:
     min_param : float
         Floor on every alpha and beta.
     init : {"quantile", "fixed"}
-        "quantile" (default, SPEC 9): on a strided subsample of at most 65,536 values, split
+        "quantile" (default): on a strided subsample of at most 65,536 values, split
         the data at their median, move the split to the midpoint of the two parts' means
         until it is stable (1-d two-means started from the median), and start each
         component from the moments of its part, weighted by its share. When N > 65,536, EM
@@ -80,9 +80,9 @@ class BetaMixture:
         Where clean samples lie: "high" makes the higher-mean component the clean one
         (cosine similarity), "low" the lower-mean one (normalised loss).
     monotone : bool
-        Make [`clean_probability`][noisylabel.mixture.BetaMixture.clean_probability] monotone
-        in x (SPEC 9.2, Arazo's fix): w never decreases as x moves toward ``clean_side``.
-        Computed in closed form (see
+        Make [`clean_probability`][noisylabel.mixture.BetaMixture.clean_probability] monotone in
+        x (Arazo's fix, [Monotone posterior][monotone-posterior]): w never decreases as x moves
+        toward ``clean_side``. Computed in closed form (see
         [`clean_probability`][noisylabel.mixture.BetaMixture.clean_probability]), exactly and
         independently of the other values passed.
     min_weight : float
@@ -487,8 +487,8 @@ class BetaMixture:
         The clean component is the higher-mean one for ``clean_side="high"`` and the
         lower-mean one for "low" (``clean_component_``).
 
-        With ``monotone=True`` (SPEC 9.2), w is made monotone: non-decreasing in x for
-        "high", non-increasing for "low". The clean log-odds
+        With ``monotone=True`` ([Monotone posterior][monotone-posterior]), w is made
+        monotone: non-decreasing in x for "high", non-increasing for "low". The clean log-odds
         ``d(x) = log[pi_c p_c(x)] - log[pi_n p_n(x)] = c + A log x + B log(1-x)`` has at most
         one critical point ``x* = A/(A+B)``; where d runs against the clean side beyond x*
         (the tail where the other component's density dominates again), it is replaced by

@@ -1,4 +1,5 @@
-"""Per-epoch noise model for any PyTorch training loop (SPEC 3-5 and 9).
+"""Per-epoch noise model for any PyTorch training loop (paper eq. 3-9 and the safeguards of
+docs/method.md).
 
 Usage, once per epoch::
 
@@ -101,7 +102,7 @@ class NoiseModel:
     ``q_i = w_i D[y_i] + (1 - w_i) p_i``
     ([`correct_labels`][noisylabel.correction.correct_labels]).
 
-    Safeguards (SPEC 9), each an option:
+    [Safeguards][safeguards], each an option:
 
     * warm-up gate: ``w = 1`` for every epoch ``<= warmup``; with ``gate=True`` a fit is
       adopted only when it is separated (``BetaMixture.separated_``), otherwise the last
