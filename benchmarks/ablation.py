@@ -1,6 +1,6 @@
 """The ablation of the paper's Tables I-IV on the built-in synthetic faces, in several regimes.
 
-Runs ``baseline``, ``aea``, ``full`` (with the safeguards of SPEC section 9 and the references'
+Runs ``baseline``, ``aea``, ``full`` (with the noise model's safeguards, docs/method.md, and the references'
 eval-mode statistics pass), ``full-exact`` (``--paper-exact``) and, on request,
 ``full-trainstats`` (``full`` with the statistics from the training pass, the trainer's default)
 at several symmetric noise rates and seeds, in up to three regimes: from

@@ -84,7 +84,7 @@ def check_pred_probs(pred_probs: Any, labels: Any = None, atol: float = 1e-3) ->
     pred_probs : array-like or torch.Tensor of shape (N, K)
         Rows are probability vectors: finite, in [0, 1], ``|sum_k p_ik - 1| <= atol``.
     labels : array-like or torch.Tensor of shape (N,), optional
-        When given, checked with :func:`check_labels` against ``K`` and for equal length.
+        When given, checked with ``check_labels`` against ``K`` and for equal length.
     atol : float
         Tolerance on the row sums.
 

@@ -1,4 +1,4 @@
-"""Label-distribution correction (paper eq. 9; SPEC 5)."""
+"""Label-distribution correction (paper eq. 9; docs/method.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """One call from (labels, out-of-sample predicted probabilities) to clean probabilities.
 
-``clean_probability`` computes a per-sample signal (:mod:`noisylabel.signals`) and fits a
-:class:`noisylabel.mixture.BetaMixture` to it; ``find_noisy_labels`` thresholds the result.
+``clean_probability`` computes a per-sample signal (``noisylabel.signals``) and fits a
+[`noisylabel.mixture.BetaMixture`][noisylabel.mixture.BetaMixture] to it;
+``find_noisy_labels`` thresholds the result.
 Inputs follow cleanlab's convention: ``labels`` int (N,), ``pred_probs`` (N, K) with rows
 summing to 1, predicted out of sample (cross-validation or a held-out model).
 """
@@ -33,7 +34,7 @@ def clean_probability(
     """Per-sample probability that the given label is correct.
 
     ``s_i = signal(y_i, p_i)`` (default the cosine similarity ``p_{i,y_i} / ||p_i||_2``), a
-    two-component :class:`~noisylabel.mixture.BetaMixture` is fitted to ``{s_i}`` and
+    two-component [`BetaMixture`][noisylabel.mixture.BetaMixture] is fitted to ``{s_i}`` and
     ``w_i = p(clean | s_i)`` is the posterior of the component on the signal's clean side.
 
     Parameters
@@ -45,15 +46,17 @@ def clean_probability(
     signal : {"cosine", "loss"} or Signal
         Per-sample signal; its ``clean_side`` orients the mixture.
     per_class : bool
-        SPEC 9.3: fit one mixture per class on the samples labelled with it (classes with
-        fewer than ``min_class_samples`` samples, or whose fit is not separated, use the
-        global fit instead). False: one mixture over all samples.
+        Class-aware fitting ([a safeguard][safeguards]): fit one mixture per class on the
+        samples labelled with it (classes with fewer than ``min_class_samples`` samples, or
+        whose fit is not separated, use the global fit instead). False: one mixture over all
+        samples.
     monotone : bool
-        Make w monotone in the signal (see :meth:`BetaMixture.clean_probability`).
+        Make w monotone in the signal (see
+        [`BetaMixture.clean_probability`][noisylabel.mixture.BetaMixture.clean_probability]).
     min_class_samples : int
         Minimum class size for its own mixture when ``per_class=True``.
     **mixture_kwargs
-        Passed to :class:`~noisylabel.mixture.BetaMixture` (``max_iter``, ``tol``, ...).
+        Passed to [`BetaMixture`][noisylabel.mixture.BetaMixture] (``max_iter``, ``tol``, ...).
 
     Returns
     -------
@@ -64,7 +67,7 @@ def clean_probability(
     -----
     Fallback: if the global mixture is not separated (``BetaMixture.separated_`` False,
     e.g. every sample looks alike), every w is 1 (no sample is down-weighted) and a
-    :class:`~noisylabel.mixture.MixtureNotSeparatedWarning` is emitted.
+    [`MixtureNotSeparatedWarning`][noisylabel.mixture.MixtureNotSeparatedWarning] is emitted.
 
     Examples
     --------
@@ -138,7 +141,7 @@ def find_noisy_labels(
     threshold : float
         Samples with a clean probability below it are flagged.
     **kwargs
-        Passed to :func:`clean_probability`.
+        Passed to [`clean_probability`][noisylabel.detect.clean_probability].
 
     Returns
     -------

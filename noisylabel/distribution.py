@@ -1,4 +1,4 @@
-"""Class-distribution mining with a threshold (paper eq. 7-8; SPEC 4 and 9.5).
+"""Class-distribution mining with a threshold (paper eq. 7-8; docs/method.md).
 
 For each class c, ``m_c = mean_{i: y_i = c} p_i`` (the mean predicted distribution of the
 samples labelled c). The miner accepts ``D[c] = m_c`` when the row passes its rule and
@@ -94,15 +94,17 @@ class ClassDistributionMiner:
     """Keep one label distribution per class, updated from each epoch's predictions.
 
     After ``update(labels, pred_probs)``, with ``m_c`` the class-mean prediction
-    (:func:`class_mean_distributions`), row c is accepted when
+    ([`class_mean_distributions`][noisylabel.distribution.class_mean_distributions]), row c
+    is accepted when
 
     * ``rule="absolute"`` (paper): ``m_c[c] >= t``;
-    * ``rule="relative"`` (SPEC 9.5): ``m_c[c] - max_{j != c} m_c[j] >= margin`` (the
-      diagonal is the row's largest entry by ``margin``).
+    * ``rule="relative"`` ([a safeguard][safeguards]):
+      ``m_c[c] - max_{j != c} m_c[j] >= margin`` (the diagonal is the row's largest entry by
+      ``margin``).
 
     An accepted row replaces ``D[c]`` (renormalised to sum exactly to 1); a rejected row or
     a class without samples keeps the last accepted ``D[c]``, initially the smoothed
-    one-hot :func:`smoothed_onehot` ``(C, t)``.
+    one-hot [`smoothed_onehot`][noisylabel.distribution.smoothed_onehot] ``(C, t)``.
 
     Parameters
     ----------
@@ -217,7 +219,7 @@ class ClassDistributionMiner:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the state written by :meth:`state_dict` (numpy arrays or tensors)."""
+        """Restore the state written by ``state_dict`` (numpy arrays or tensors)."""
         d = np.asarray(_host(state["distributions"]), dtype=np.float64)
         if d.shape != (self.n_classes, self.n_classes):
             raise ValueError(

@@ -1,4 +1,4 @@
-"""Average Expression Anchoring as a reusable layer (SPEC 2)."""
+"""Average Expression Anchoring as a reusable layer (docs/method.md, AEA)."""
 
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ class AverageAnchor(nn.Module):
     Under ``torch.distributed`` (DistributedDataParallel) the training anchor is, by default,
     the mean of the *rank's own* batch, as BatchNorm's statistics are (and as the reference
     code's anchor is per GPU under ``nn.DataParallel``). With ``sync=True`` it is the mean of
-    the global batch, as :class:`torch.nn.SyncBatchNorm` does:
+    the global batch, as ``torch.nn.SyncBatchNorm`` does:
     ``anchor = (sum_r sum_{j in batch_r} f_j) / (sum_r B_r)``, one all-reduce of the D sums and
-    the count per forward pass, through :func:`torch.distributed.nn.functional.all_reduce` so
+    the count per forward pass, through ``torch.distributed.nn.functional.all_reduce`` so
     that the gradient of every rank's loss reaches every rank's features. Batches may differ in
     size across ranks. Without an initialised process group (or with one rank) ``sync`` changes
     nothing. Every rank of the group must then call ``forward`` in training mode in lockstep;

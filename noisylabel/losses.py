@@ -1,4 +1,4 @@
-"""Losses of the joint objective (paper eq. 10-11; SPEC 6 and 9.4)."""
+"""Losses of the joint objective (paper eq. 10-11; docs/method.md)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ def weighted_cross_entropy(
 
     ``CE_i = -log softmax(z_i)[y_i]``;
     ``normalize="batch"`` (paper-exact eq. 10): ``L1 = (1/B) sum_i w_i CE_i``;
-    ``normalize="weights"`` (SPEC 9.4): ``L1 = sum_i w_i CE_i / sum_i w_i`` (0 when every
-    w is 0), which keeps the gradient scale when many samples are down-weighted.
+    ``normalize="weights"`` ([a safeguard][safeguards]):
+    ``L1 = sum_i w_i CE_i / sum_i w_i`` (0 when every w is 0), which keeps the gradient scale
+    when many samples are down-weighted.
 
     Parameters
     ----------

@@ -1,7 +1,7 @@
 """Two-component Beta mixture fitted by EM (paper eq. 4-6; Arazo et al., ICML'19).
 
 The model is ``p(x) = sum_k pi_k Beta(x; alpha_k, beta_k)`` on values in [0, 1] (a
-per-sample signal such as the cosine similarity of :mod:`noisylabel.signals`). The
+per-sample signal such as the cosine similarity of ``noisylabel.signals``). The
 posterior of the *clean* component, chosen by its mean (never by its index), is the
 per-sample clean probability w.
 
@@ -69,7 +69,7 @@ class BetaMixture:
     min_param : float
         Floor on every alpha and beta.
     init : {"quantile", "fixed"}
-        "quantile" (default, SPEC 9): on a strided subsample of at most 65,536 values, split
+        "quantile" (default): on a strided subsample of at most 65,536 values, split
         the data at their median, move the split to the midpoint of the two parts' means
         until it is stable (1-d two-means started from the median), and start each
         component from the moments of its part, weighted by its share. When N > 65,536, EM
@@ -80,9 +80,11 @@ class BetaMixture:
         Where clean samples lie: "high" makes the higher-mean component the clean one
         (cosine similarity), "low" the lower-mean one (normalised loss).
     monotone : bool
-        Make :meth:`clean_probability` monotone in x (SPEC 9.2, Arazo's fix): w never
-        decreases as x moves toward ``clean_side``. Computed in closed form (see
-        :meth:`clean_probability`), exactly and independently of the other values passed.
+        Make [`clean_probability`][noisylabel.mixture.BetaMixture.clean_probability] monotone in
+        x (Arazo's fix, [Monotone posterior][monotone-posterior]): w never decreases as x moves
+        toward ``clean_side``. Computed in closed form (see
+        [`clean_probability`][noisylabel.mixture.BetaMixture.clean_probability]), exactly and
+        independently of the other values passed.
     min_weight : float
         Separation check: both mixing weights must be at least this.
     separation_margin : float
@@ -113,8 +115,10 @@ class BetaMixture:
     separated_ : bool
         Both weights ``>= min_weight``, means differing by ``>= separation_margin`` and
         ``ll_gain_ >= min_gain``.
-        When False a :class:`MixtureNotSeparatedWarning` is emitted by :meth:`fit` and
-        :meth:`clean_probability` returns all ones (see there).
+        When False a [`MixtureNotSeparatedWarning`][noisylabel.mixture.MixtureNotSeparatedWarning]
+        is emitted by [`fit`][noisylabel.mixture.BetaMixture.fit] and
+        [`clean_probability`][noisylabel.mixture.BetaMixture.clean_probability] returns all ones
+        (see there).
 
     Examples
     --------
@@ -483,8 +487,8 @@ class BetaMixture:
         The clean component is the higher-mean one for ``clean_side="high"`` and the
         lower-mean one for "low" (``clean_component_``).
 
-        With ``monotone=True`` (SPEC 9.2), w is made monotone: non-decreasing in x for
-        "high", non-increasing for "low". The clean log-odds
+        With ``monotone=True`` ([Monotone posterior][monotone-posterior]), w is made
+        monotone: non-decreasing in x for "high", non-increasing for "low". The clean log-odds
         ``d(x) = log[pi_c p_c(x)] - log[pi_n p_n(x)] = c + A log x + B log(1-x)`` has at most
         one critical point ``x* = A/(A+B)``; where d runs against the clean side beyond x*
         (the tail where the other component's density dominates again), it is replaced by
@@ -497,7 +501,7 @@ class BetaMixture:
         Unseparated fit (``separated_`` False, e.g. unimodal or constant data): returns an
         array of ones (every sample treated as clean, i.e. no reweighting), of the same type,
         dtype and device as the posterior would have. The raw posteriors remain available
-        from :meth:`predict_proba`.
+        from [`predict_proba`][noisylabel.mixture.BetaMixture.predict_proba].
 
         Parameters
         ----------
@@ -517,7 +521,7 @@ class BetaMixture:
         return self.posterior(x)
 
     def posterior(self, x: Any) -> Any:
-        """Clean-component posterior as :meth:`clean_probability`, without the fallback.
+        """Clean-component posterior as ``clean_probability``, without the fallback.
 
         The same value (monotone when ``monotone=True``) whether or not the fit is
         separated; for the paper-exact setting, which uses every fit.

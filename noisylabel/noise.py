@@ -9,8 +9,9 @@ only::
 
     train_00001.jpg 5
 
-with 1-based labels. :func:`read_noise_file` returns 0-based labels aligned with a given list of
-names; :func:`write_noise_file` writes the same format, so the two round-trip.
+with 1-based labels. [`read_noise_file`][noisylabel.noise.read_noise_file] returns 0-based
+labels aligned with a given list of names; [`write_noise_file`][noisylabel.noise.write_noise_file]
+writes the same format, so the two round-trip.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Per-epoch noise model for any PyTorch training loop (SPEC 3-5 and 9).
+"""Per-epoch noise model for any PyTorch training loop (paper eq. 3-9 and the safeguards of
+docs/method.md).
 
 Usage, once per epoch::
 
@@ -13,13 +14,14 @@ Usage, once per epoch::
         report = nm.fit(epoch)                        # new w and D for epoch + 1
 
 Every buffer lives on ``device``; ``record`` scatters by dataset index (any order, no
-Python loop over samples), ``fit`` fits a :class:`~noisylabel.mixture.BetaMixture` on the
-recorded signal and mines class distributions with
-:class:`~noisylabel.distribution.ClassDistributionMiner`. When ``torch.distributed`` is
-initialised, ``fit`` first all-reduces the recorded buffers, so every rank fits on the
-global data and holds the same w and D: each rank records only its own share of the indices
-(an index recorded by several ranks, such as DistributedSampler's padding, is averaged; one
-recorded by none keeps its w), and every rank calls ``fit`` (a collective) each epoch.
+Python loop over samples), ``fit`` fits a [`BetaMixture`][noisylabel.mixture.BetaMixture] on
+the recorded signal and mines class distributions with
+[`ClassDistributionMiner`][noisylabel.distribution.ClassDistributionMiner]. When
+``torch.distributed`` is initialised, ``fit`` first all-reduces the recorded buffers, so every
+rank fits on the global data and holds the same w and D: each rank records only its own share
+of the indices (an index recorded by several ranks, such as DistributedSampler's padding, is
+averaged; one recorded by none keeps its w), and every rank calls ``fit`` (a collective) each
+epoch.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ __all__ = ["FitReport", "NoiseModel"]
 
 @dataclass
 class FitReport:
-    """What one :meth:`NoiseModel.fit` did, for logging (``as_dict()`` gives plain types).
+    """What one ``NoiseModel.fit`` did, for logging (``as_dict()`` gives plain types).
 
     Attributes
     ----------
@@ -97,14 +99,16 @@ class NoiseModel:
 
     ``w_i = p(clean | S_i)`` from a two-component Beta mixture on the signal S (cosine
     similarity by default), ``D`` from the class-distribution miner, and
-    ``q_i = w_i D[y_i] + (1 - w_i) p_i`` (:func:`~noisylabel.correction.correct_labels`).
+    ``q_i = w_i D[y_i] + (1 - w_i) p_i``
+    ([`correct_labels`][noisylabel.correction.correct_labels]).
 
-    Safeguards (SPEC 9), each an option:
+    [Safeguards][safeguards], each an option:
 
     * warm-up gate: ``w = 1`` for every epoch ``<= warmup``; with ``gate=True`` a fit is
       adopted only when it is separated (``BetaMixture.separated_``), otherwise the last
       accepted w is kept (ones before any);
-    * monotone posterior (``monotone``), see :meth:`BetaMixture.clean_probability`;
+    * monotone posterior (``monotone``), see
+      [`BetaMixture.clean_probability`][noisylabel.mixture.BetaMixture.clean_probability];
     * per-class fitting (``per_class``): one mixture per class with at least
       ``min_class_samples`` recorded samples and a separated fit; other classes use the
       global fit (whose separation is what the gate checks);
@@ -140,7 +144,7 @@ class NoiseModel:
     min_class_samples : int
         Minimum recorded samples of a class for its own mixture.
     mixture_kwargs : dict, optional
-        Extra :class:`BetaMixture` arguments.
+        Extra [`BetaMixture`][noisylabel.mixture.BetaMixture] arguments.
 
     Attributes
     ----------
@@ -225,7 +229,7 @@ class NoiseModel:
 
         After it every rank holds the global buffers: an index recorded by one rank only gets
         that rank's sum (the others add zeros), one recorded by several ranks (the padding
-        duplicates of :class:`~torch.utils.data.DistributedSampler`) the sum of all its records
+        duplicates of ``torch.utils.data.DistributedSampler``) the sum of all its records
         with a matching count, so ``fit``'s per-index mean is what one process recording the
         same predictions would get. Labels are -1 where a rank recorded nothing. NCCL reduces
         CUDA tensors only: CPU buffers travel through the current CUDA device then.
@@ -391,7 +395,7 @@ class NoiseModel:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` wrote (onto this model's ``device``)."""
+        """Restore what ``state_dict`` wrote (onto this model's ``device``)."""
         if (state["num_samples"], state["num_classes"]) != (self.num_samples, self.num_classes):
             raise ValueError(
                 f"state is for {state['num_samples']} samples / {state['num_classes']} classes, "

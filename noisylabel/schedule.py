@@ -1,4 +1,4 @@
-"""Loss-weight schedule (paper eq. 12-13; SPEC 6)."""
+"""Loss-weight schedule (paper eq. 12-13; docs/method.md)."""
 
 from __future__ import annotations
 

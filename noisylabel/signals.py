@@ -2,7 +2,8 @@
 
 A signal maps ``(labels, pred_probs)`` to one value in [0, 1] per sample; its
 ``clean_side`` says whether clean samples sit at the high end (cosine similarity) or the
-low end (loss). :class:`noisylabel.mixture.BetaMixture` is fitted on these values.
+low end (loss). [`noisylabel.mixture.BetaMixture`][noisylabel.mixture.BetaMixture] is fitted
+on these values.
 numpy in gives numpy out; a tensor in gives a tensor on the same device out.
 """
 
@@ -44,7 +45,7 @@ def cosine_similarity(labels: Any, pred_probs: Any, *, validate: bool = True) ->
     pred_probs : array-like or torch.Tensor of shape (N, K)
         Predicted probabilities (rows sum to 1).
     validate : bool
-        Check the inputs with :func:`noisylabel._validation.check_pred_probs`.
+        Check the inputs with ``noisylabel._validation.check_pred_probs``.
 
     Returns
     -------
@@ -89,7 +90,7 @@ def normalized_loss(labels: Any, pred_probs: Any, *, validate: bool = True) -> A
     pred_probs : array-like or torch.Tensor of shape (N, K)
         Predicted probabilities (rows sum to 1).
     validate : bool
-        Check the inputs with :func:`noisylabel._validation.check_pred_probs`.
+        Check the inputs with ``noisylabel._validation.check_pred_probs``.
 
     Returns
     -------
@@ -146,12 +147,12 @@ SIGNALS: dict[str, Signal] = {
 
 
 def get_signal(name: str | Signal) -> Signal:
-    """Look up a signal in :data:`SIGNALS` (a :class:`Signal` is returned unchanged).
+    """Look up a signal in ``SIGNALS`` (a ``Signal`` is returned unchanged).
 
     Parameters
     ----------
     name : str or Signal
-        "cosine" or "loss" (or a custom :class:`Signal`).
+        "cosine" or "loss" (or a custom [`Signal`][noisylabel.signals.Signal]).
 
     Returns
     -------

@@ -1,10 +1,10 @@
 """Plug Beta-mixture sample weighting into any scikit-learn classifier.
 
-:class:`BMMWeightedClassifier` is a meta-estimator: it estimates, for every training sample,
-the probability that its label is clean from *out-of-sample* predicted probabilities
-(cross-validation), then refits the wrapped classifier on all the data with those
-probabilities as sample weights (or, for a classifier whose ``fit`` takes no
-``sample_weight``, without the samples flagged noisy).
+[`BMMWeightedClassifier`][noisylabel.sklearn.BMMWeightedClassifier] is a meta-estimator: it
+estimates, for every training sample, the probability that its label is clean from
+*out-of-sample* predicted probabilities (cross-validation), then refits the wrapped classifier
+on all the data with those probabilities as sample weights (or, for a classifier whose ``fit``
+takes no ``sample_weight``, without the samples flagged noisy).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ _WEIGHTING = ("auto", "weight", "drop")
 def _sample_weight_key(estimator: Any) -> str | None:
     """The ``fit`` keyword that carries sample weights to ``estimator``, or None.
 
-    ``"sample_weight"`` when ``estimator.fit`` takes it; for a :class:`~sklearn.pipeline.Pipeline`
+    ``"sample_weight"`` when ``estimator.fit`` takes it; for a ``sklearn.pipeline.Pipeline``
     whose last step takes it, ``"<step name>__sample_weight"`` (scikit-learn's routing of fit
     parameters to pipeline steps).
     """
@@ -57,8 +57,8 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
        random_state=random_state), method="predict_proba")``;
     2. a per-sample signal ``S_i = s(y_i, P_i)`` (``signal="cosine"``:
        ``S_i = P_{i,y_i} / ||P_i||_2``; ``signal="loss"``: min-max normalised cross-entropy);
-    3. a two-component :class:`~noisylabel.BetaMixture` fitted to ``S`` by EM; the clean
-       probability is the posterior of the clean component,
+    3. a two-component [`BetaMixture`][noisylabel.mixture.BetaMixture] fitted to ``S`` by EM;
+       the clean probability is the posterior of the clean component,
        ``w_i = pi_c Beta(S_i; a_c, b_c) / sum_k pi_k Beta(S_i; a_k, b_k)``
        (``clean_probability_``), and ``label_issues_mask_ = w < threshold``;
     4. a clone of ``estimator`` refitted on all samples with ``sample_weight=w`` when its
@@ -77,7 +77,8 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
         single member cannot be held out: they get ``w = 1`` (unjudged). A splitter is used as
         given.
     signal : {"cosine", "loss"}, default="cosine"
-        Per-sample signal the mixture is fitted to (see :func:`noisylabel.get_signal`).
+        Per-sample signal the mixture is fitted to (see
+        [`noisylabel.get_signal`][noisylabel.signals.get_signal]).
     threshold : float in [0, 1], default=0.5
         A sample is flagged (``label_issues_mask_``) when its clean probability is below it.
     weighting : {"auto", "weight", "drop"}, default="auto"
@@ -86,9 +87,9 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
         unflagged samples; ``"auto"``: ``"weight"`` when possible, else ``"drop"``.
     per_class : bool, default=False
         Fit one mixture per class instead of one over all samples
-        (see :func:`noisylabel.clean_probability`).
+        (see [`noisylabel.clean_probability`][noisylabel.detect.clean_probability]).
     mixture_params : dict, default=None
-        Extra keyword arguments for :class:`~noisylabel.BetaMixture` (for example
+        Extra keyword arguments for [`BetaMixture`][noisylabel.mixture.BetaMixture] (for example
         ``{"monotone": False}`` or ``{"max_iter": 200}``).
     n_jobs : int, default=None
         Parallel jobs for the cross-validation (``cross_val_predict``).
