@@ -4,7 +4,10 @@ prepare-ferplus end to end, and one tiny training run through the CLI."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
+import json
 import re
 from pathlib import Path
 
@@ -504,17 +507,27 @@ def _train_layout(root: Path) -> tuple[Path, Path]:
     return root, write_train_labels(root.parent / "train_labels.csv", rows)
 
 
+@pytest.fixture(scope="module")
+def ferplus_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, str]:
+    """One epoch of baseline on the 33-image layout with a train-labels file: (data root,
+    train-labels file, run folder, printed output)."""
+    tmp = tmp_path_factory.mktemp("ferplus_run")
+    root, labels = _train_layout(tmp / "ferplus")
+    out = tmp / "run"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = cli.main(["train", "--data", str(root), "--train-labels", str(labels),
+                           "--image-size", "16", "--epochs", "1", "--variant", "baseline",
+                           "--pretrained", "none", "--no-plots", "--no-progress",
+                           "--num-threads", "1", "--device", "cpu", "--no-tensorboard", "--out", str(out)])
+    assert status == 0, printed.getvalue()
+    return root, labels, out, printed.getvalue()
+
+
 @pytest.mark.slow
-def test_train_cli_first_line_describes_ferplus(tmp_path: Path, capsys) -> None:
-    root, labels = _train_layout(tmp_path / "ferplus")
-    out = tmp_path / "run"
-    status = cli.main(["train", "--data", str(root), "--train-labels", str(labels),
-                       "--image-size", "16", "--epochs", "1", "--variant", "baseline",
-                       "--pretrained", "none", "--no-plots", "--no-progress",
-                       "--num-threads", "1", "--device", "cpu", "--out", str(out)])
-    captured = capsys.readouterr()
-    assert status == 0, captured.err
-    first = captured.out.splitlines()[0]
+def test_train_cli_first_line_describes_ferplus(ferplus_run) -> None:
+    _, labels, out, printed = ferplus_run
+    first = printed.splitlines()[0]
     assert "15 train / 2 test images" in first
     assert "FER+ layout" in first and "majority vote" in first
     for part in ("3 contempt", "3 not a face", "3 unknown", "6 no majority winner",
@@ -524,6 +537,32 @@ def test_train_cli_first_line_describes_ferplus(tmp_path: Path, capsys) -> None:
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 1 and 0.0 <= float(rows[0]["val_acc"]) <= 1.0
+    config = json.loads((out / "config.json").read_text())
+    assert config["n_valid"] == 2 and "FER+ layout" in config["data_description"]
+    assert config["train_labels"] == str(labels) and config["vote_rule"] == "majority"
+
+
+@pytest.mark.slow
+def test_evaluate_a_ferplus_checkpoint(ferplus_run, capsys) -> None:
+    _, _, out, _ = ferplus_run
+    for split in ("test", "valid"):
+        assert cli.main(["evaluate", str(out / "checkpoint.pt"), "--split", split,
+                         "--device", "cpu"]) == 0, capsys.readouterr().err
+        assert f"{split} split of" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_train_soft_votes(tmp_path: Path, capsys) -> None:
+    root, _ = _train_layout(tmp_path / "ferplus")
+    status = cli.main(["train", "--data", str(root), "--vote-rule", "soft",
+                       "--image-size", "16", "--epochs", "1", "--variant", "baseline",
+                       "--pretrained", "none", "--no-plots", "--no-progress",
+                       "--num-threads", "1", "--device", "cpu", "--no-tensorboard", "--out", str(tmp_path / "run")])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    first = captured.out.splitlines()[0]
+    assert "21 train / 2 test images" in first and "soft vote" in first
+    assert "3 no soft winner" in first and "differ from the votes" not in first
 
 
 def test_train_labels_need_the_ferplus_layout(tiny_faces: Path, tmp_path: Path,
