@@ -369,8 +369,9 @@ def prepare_ferplus(fer2013_csv: str | os.PathLike, fer2013new_csv: str | os.Pat
     ------
     FileNotFoundError, ValueError
         A missing input, a malformed row (file and line named), files of different lengths or
-        with different Usage on a row, an output folder that already holds a FER+ layout
-        (unless ``overwrite``).
+        with different Usage on a row, an image name that is not a ``.png`` file name or is
+        repeated, an output folder that already holds a FER+ layout (unless ``overwrite``).
+        Every row is checked before anything is written.
     """
     fer_path, new_path, out = Path(fer2013_csv), Path(fer2013new_csv), Path(out)
     if is_ferplus(out) and not overwrite:
@@ -385,15 +386,24 @@ def prepare_ferplus(fer2013_csv: str | os.PathLike, fer2013new_csv: str | os.Pat
         labels_of.setdefault(pixels, set()).add(emotion)
     label_rows: dict[str, list[str]] = {folder: [] for folder in FERPLUS_SPLITS.values()}
     train_rows, counts = ["image,label"], Counter()
+    images: list[tuple[Path, np.ndarray]] = []
+    line_of: dict[str, int] = {}
+    # every row is checked before anything is written: a bad row leaves ``out`` as it was
     for (emotion, pixels, usage, line), (usage2, name, votes, line2) in zip(fer, new, strict=True):
         if usage != usage2:
             raise ValueError(f"{new_path}, line {line2}: Usage {usage2!r} differs from "
                              f"{fer_path}, line {line} ({usage!r})")
         if not name:
             continue
+        if Path(name).name != name or not name.lower().endswith(".png"):
+            raise ValueError(f"{new_path}, line {line2}: image name {name!r} must be a file "
+                             "name ending in .png")
+        if name in line_of:
+            raise ValueError(f"{new_path}, line {line2}: {name} already listed on line "
+                             f"{line_of[name]}")
+        line_of[name] = line2
         folder = _USAGE_FOLDERS[usage]
-        (out / folder).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(_pixels(pixels, fer_path, line)).save(out / folder / name)
+        images.append((out / folder / name, _pixels(pixels, fer_path, line)))
         label_rows[folder].append(f'{name},"{_FACE_BOX}",{",".join(votes)}')
         counts[folder] += 1
         if usage == "Training":
@@ -401,6 +411,9 @@ def prepare_ferplus(fer2013_csv: str | os.PathLike, fer2013new_csv: str | os.Pat
                 counts["ambiguous"] += 1
             else:
                 train_rows.append(f"{name},{FER2013_CLASSES[emotion]}")
+    for path, array in images:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(array).save(path)
     for folder, rows in label_rows.items():
         (out / folder).mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / folder / "label.csv", "".join(r + "\n" for r in rows))

@@ -582,3 +582,37 @@ def test_soft_rule_refuses_train_labels(layout: Path, tmp_path: Path, capsys) ->
                        "--out", str(tmp_path / "run"), "--no-progress", "--device", "cpu"])
     assert status == 2
     assert "vote_rule='soft'" in capsys.readouterr().err
+
+
+def test_prepare_duplicate_image_name(tmp_path: Path) -> None:
+    fer, new = write_pair(tmp_path / "csv", rows=_replace(PREP_ROWS, 5, name="fer0000004.png"))
+    with pytest.raises(ValueError, match=re.escape(str(new)) + ", line 7: fer0000004.png "
+                                         "already listed on line 6"):
+        prepare_ferplus(fer, new, tmp_path / "out")
+
+
+@pytest.mark.parametrize("name", ["../evil.png", "sub/fer0000001.png", "fer0000001.jpg",
+                                  "fer0000001"])
+def test_prepare_image_name_must_be_a_png_file_name(tmp_path: Path, name: str) -> None:
+    fer, new = write_pair(tmp_path / "csv", rows=_replace(PREP_ROWS, 1, name=name))
+    with pytest.raises(ValueError, match=re.escape(str(new)) + ", line 3: image name "
+                                         + re.escape(repr(name))):
+        prepare_ferplus(fer, new, tmp_path / "out" / "layout")
+    assert not (tmp_path / "out").exists()
+
+
+def test_prepare_checks_every_row_before_writing(tmp_path: Path) -> None:
+    """A bad last row leaves an existing layout as it was, even with overwrite."""
+    out = write_layout(tmp_path / "layout")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    for rows in (_replace(PREP_ROWS, 7, seed="1 2 3"), _replace(PREP_ROWS, 7, usage="Training")):
+        fer, new = write_pair(tmp_path / "csv", rows=rows)
+        if rows[7][2] == "Training":  # Usage differs between the two files on the last row
+            new.write_text(new.read_text().replace("Training,fer0000007", "PrivateTest,"
+                                                   "fer0000007"))
+        with pytest.raises(ValueError, match="line 9"):
+            prepare_ferplus(fer, new, out, overwrite=True)
+        assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    with pytest.raises(ValueError):
+        prepare_ferplus(fer, new, tmp_path / "fresh")
+    assert not (tmp_path / "fresh").exists()
