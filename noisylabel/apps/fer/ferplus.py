@@ -258,7 +258,10 @@ def load_ferplus(
         labels = np.where(given == NO_LABEL, NO_LABEL, labels)
     keep = np.flatnonzero(labels != NO_LABEL)
     if keep.size == 0:
-        raise ValueError(f"{label_path}: no image left under the {rule!r} rule")
+        left_out = ", ".join(f"{n} {why}" for why, n in sorted(excluded.items()))
+        raise ValueError(f"{label_path}: no image left under the {rule!r} rule"
+                         + (f" with the labels of {train_labels}" if train_labels else "")
+                         + f" (left out: {left_out})")
     kept_names = [names[i] for i in keep]
     paths = [folder / n for n in kept_names]
     for i, path in zip(keep, paths, strict=True):

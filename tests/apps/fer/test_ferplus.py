@@ -324,8 +324,14 @@ def test_missing_split_folder(layout: Path) -> None:
 
 def test_no_image_left(tmp_path: Path) -> None:
     root = write_layout(tmp_path / "f", train={"f": TRAIN_VOTES["f"], "h": TRAIN_VOTES["h"]})
-    with pytest.raises(ValueError, match="no image left under the 'majority' rule"):
+    with pytest.raises(ValueError, match=r"no image left under the 'majority' rule "
+                                         r"\(left out: 1 contempt, 1 not a face\)"):
         load_ferplus(root, "train", cache=False)
+    labels = write_train_labels(tmp_path / "t.csv", [(_name("f"), "happy")])
+    write_layout(root)
+    with pytest.raises(ValueError, match=r"'majority' rule with the labels of .*t\.csv "
+                                         r"\(left out: 1 contempt.* 6 not in train-labels"):
+        load_ferplus(root, "train", train_labels=labels, cache=False)
 
 
 # ---------------------------------------------------------------- prepare-ferplus
