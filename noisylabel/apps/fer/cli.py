@@ -218,8 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("checkpoint", help="checkpoint.pt written by train")
     p_eval.add_argument("--data", metavar="PATH",
                         help="data root (default: the one the checkpoint was trained on)")
-    p_eval.add_argument("--split", choices=("test", "train"), default="test",
-                        help="split to evaluate (default test; train uses the clean labels)")
+    p_eval.add_argument("--split", choices=("test", "train", "valid"), default="test",
+                        help="split to evaluate (default test; train uses the clean labels, "
+                             "FER+: the votes; valid: FER+ layout only)")
     p_eval.add_argument("--device", help="cuda or cpu (default: CUDA when present)")
     p_eval.add_argument("--batch-size", type=int, default=256, help="eval batch size")
 
@@ -340,12 +341,16 @@ def _load_for_inference(checkpoint: str, device: str | None):
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from noisylabel.apps.fer import data as fer_data
+    from noisylabel.apps.fer import ferplus
     from noisylabel.apps.fer.report import format_class_table
     from noisylabel.apps.fer.train import predict_probs
 
     model, cfg, ckpt, dev = _load_for_inference(args.checkpoint, args.device)
     root = args.data or cfg.data
-    split = fer_data.load_split(root, args.split, image_size=cfg.image_size)
+    if ferplus.is_ferplus(root):  # labelled by the vote rule the model was trained with
+        split = ferplus.load_ferplus(root, args.split, cfg.image_size, cfg.vote_rule)
+    else:
+        split = fer_data.load_split(root, args.split, image_size=cfg.image_size)
     probs = predict_probs(model, split.images, "target", args.batch_size, dev)
     pred = probs.argmax(1).cpu().numpy()
     true = split.labels.numpy()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -84,6 +85,9 @@ def is_ferplus(root: str | os.PathLike) -> bool:
     return (Path(root) / FERPLUS_SPLITS["train"] / "label.csv").is_file()
 
 
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
 def _csv_rows(path: Path, kind: str) -> list[list[str]]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
@@ -112,7 +116,12 @@ def read_vote_file(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
         A row without 10 vote counts, a vote that is not a non-negative integer, a duplicated
         or empty name; the message names the file and the line.
     """
-    path = Path(path)
+    names, counts, _ = _read_votes(Path(path))
+    return names, counts
+
+
+def _read_votes(path: Path) -> tuple[list[str], np.ndarray, list[int]]:
+    """:func:`read_vote_file`, plus the line number of each row (for error messages)."""
     names, rows, seen = [], [], {}
     for lineno, row in enumerate(_csv_rows(path, "FER+ label file"), start=1):
         if not any(cell.strip() for cell in row):
@@ -127,18 +136,17 @@ def read_vote_file(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
         if name in seen:
             raise ValueError(f"{path}, line {lineno}: {name} already listed on line {seen[name]}")
         seen[name] = lineno
-        try:
-            counts = [int(v) for v in votes]
-        except ValueError:
-            bad = next(v for v in votes if not v.strip().lstrip("+").isdigit())
-            raise ValueError(f"{path}, line {lineno}: vote {bad!r} is not an integer") from None
+        bad = [v for v in votes if not _INTEGER.fullmatch(v.strip())]
+        if bad:  # int() alone would take '1_0' as 10 and fail on '²' past isdigit()
+            raise ValueError(f"{path}, line {lineno}: vote {bad[0]!r} is not an integer")
+        counts = [int(v) for v in votes]
         if min(counts) < 0:
             raise ValueError(f"{path}, line {lineno}: negative vote count {min(counts)}")
         names.append(name)
         rows.append(counts)
     if not names:
         raise ValueError(f"{path}: no rows")
-    return names, np.asarray(rows, dtype=np.int64)
+    return names, np.asarray(rows, dtype=np.int64), list(seen.values())
 
 
 def read_train_labels(path: str | os.PathLike) -> dict[str, tuple[int, int]]:
@@ -240,7 +248,7 @@ def load_ferplus(
         raise ValueError("train_labels replaces the labels of the train split only")
     folder = Path(root) / FERPLUS_SPLITS[split]
     label_path = folder / "label.csv"
-    names, counts = read_vote_file(label_path)
+    names, counts, lines = _read_votes(label_path)
     labels, excluded = _vote_classes(counts, rule)
     given = None
     if train_labels is not None:
@@ -250,9 +258,16 @@ def load_ferplus(
         labels = np.where(given == NO_LABEL, NO_LABEL, labels)
     keep = np.flatnonzero(labels != NO_LABEL)
     if keep.size == 0:
-        raise ValueError(f"{label_path}: no image left under the {rule!r} rule")
+        left_out = ", ".join(f"{n} {why}" for why, n in sorted(excluded.items()))
+        raise ValueError(f"{label_path}: no image left under the {rule!r} rule"
+                         + (f" with the labels of {train_labels}" if train_labels else "")
+                         + f" (left out: {left_out})")
     kept_names = [names[i] for i in keep]
     paths = [folder / n for n in kept_names]
+    for i, path in zip(keep, paths, strict=True):
+        if not path.is_file():
+            raise FileNotFoundError(f"{label_path}, line {lines[i]}: image {names[i]} not found "
+                                    f"in {folder}")
     tag = f"ferplus-{split}-{rule}"
     images = fer_data.decode_images(paths, label_path, tag, image_size, cache=cache)
     soft = soft_vote_targets(counts[keep][:, _COLUMN_OF_CLASS]) if rule == "soft" else None
@@ -311,7 +326,7 @@ def _read_fer2013(path: Path) -> list[tuple[int, str, str, int]]:
 
 def _pixels(text: str, path: Path, lineno: int) -> np.ndarray:
     values = text.split()
-    if len(values) != 48 * 48 or not all(v.isdigit() and int(v) < 256 for v in values):
+    if len(values) != 48 * 48 or not all(v.isascii() and v.isdigit() and int(v) < 256 for v in values):
         raise ValueError(f"{path}, line {lineno}: pixels must be 2304 integers in 0..255 "
                          f"(got {len(values)} values)")
     return np.asarray(values, dtype=np.uint8).reshape(48, 48)
@@ -330,7 +345,7 @@ def _read_fer2013new(path: Path) -> list[tuple[str, str, list[str], int]]:
             raise ValueError(f"{path}, line {lineno}: expected {2 + len(VOTE_COLUMNS)} fields "
                              f"(Usage, Image name, {len(VOTE_COLUMNS)} votes), got {len(row)}")
         votes = [c.strip() for c in row[2:]]
-        bad = [v for v in votes if not v.isdigit()]
+        bad = [v for v in votes if not (v.isascii() and v.isdigit())]
         if bad:
             raise ValueError(f"{path}, line {lineno}: vote {bad[0]!r} is not an integer")
         out.append((row[0].strip(), row[1].strip(), votes, lineno))
@@ -357,8 +372,9 @@ def prepare_ferplus(fer2013_csv: str | os.PathLike, fer2013new_csv: str | os.Pat
     ------
     FileNotFoundError, ValueError
         A missing input, a malformed row (file and line named), files of different lengths or
-        with different Usage on a row, an output folder that already holds a FER+ layout
-        (unless ``overwrite``).
+        with different Usage on a row, an image name that is not a ``.png`` file name or is
+        repeated, an output folder that already holds a FER+ layout (unless ``overwrite``).
+        Every row is checked before anything is written.
     """
     fer_path, new_path, out = Path(fer2013_csv), Path(fer2013new_csv), Path(out)
     if is_ferplus(out) and not overwrite:
@@ -373,15 +389,24 @@ def prepare_ferplus(fer2013_csv: str | os.PathLike, fer2013new_csv: str | os.Pat
         labels_of.setdefault(pixels, set()).add(emotion)
     label_rows: dict[str, list[str]] = {folder: [] for folder in FERPLUS_SPLITS.values()}
     train_rows, counts = ["image,label"], Counter()
+    images: list[tuple[Path, np.ndarray]] = []
+    line_of: dict[str, int] = {}
+    # every row is checked before anything is written: a bad row leaves ``out`` as it was
     for (emotion, pixels, usage, line), (usage2, name, votes, line2) in zip(fer, new, strict=True):
         if usage != usage2:
             raise ValueError(f"{new_path}, line {line2}: Usage {usage2!r} differs from "
                              f"{fer_path}, line {line} ({usage!r})")
         if not name:
             continue
+        if Path(name).name != name or not name.lower().endswith(".png"):
+            raise ValueError(f"{new_path}, line {line2}: image name {name!r} must be a file "
+                             "name ending in .png")
+        if name in line_of:
+            raise ValueError(f"{new_path}, line {line2}: {name} already listed on line "
+                             f"{line_of[name]}")
+        line_of[name] = line2
         folder = _USAGE_FOLDERS[usage]
-        (out / folder).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(_pixels(pixels, fer_path, line)).save(out / folder / name)
+        images.append((out / folder / name, _pixels(pixels, fer_path, line)))
         label_rows[folder].append(f'{name},"{_FACE_BOX}",{",".join(votes)}')
         counts[folder] += 1
         if usage == "Training":
@@ -389,6 +414,9 @@ def prepare_ferplus(fer2013_csv: str | os.PathLike, fer2013new_csv: str | os.Pat
                 counts["ambiguous"] += 1
             else:
                 train_rows.append(f"{name},{FER2013_CLASSES[emotion]}")
+    for path, array in images:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(array).save(path)
     for folder, rows in label_rows.items():
         (out / folder).mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / folder / "label.csv", "".join(r + "\n" for r in rows))

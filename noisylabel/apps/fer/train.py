@@ -613,7 +613,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
               f"label noise {100 * noise_rate:.1f}%"
               + (f", {world} processes x batch {batch_size}" if world > 1 else "")
               + (f", resuming after epoch {start_epoch}" if start_epoch else "")
-              + (f"\n  {data_line}" if data_line else ""))
+              + (f"; {data_line}" if data_line else ""))
 
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         # --- 1. training pass --------------------------------------------------------------
