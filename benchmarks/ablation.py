@@ -208,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--noise", nargs="+", type=float, default=[0.0, 0.3])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, help="override the profile's epochs")
+    p.add_argument("--randaugment", action="store_true",
+                   help="the profile with RandAugment (what --data runs use) instead of its "
+                        "augmentation; runs go to <profile>-randaugment")
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel (one thread each)")
     p.add_argument("--device", default=None, help="cpu / cuda (default: CUDA when present)")
     p.add_argument("--work", type=Path, default=HERE / "_work" / "ablation",
@@ -224,11 +227,16 @@ def main(argv: list[str] | None = None) -> int:
     profile = dict(PROFILES[profile_name])
     if args.epochs:
         profile["epochs"] = args.epochs
+    if args.randaugment:
+        profile["augment"] = "randaugment"
+        profile_name += "-randaugment"
     if args.quick:  # one seed, two regimes: enough to exercise every code path and table
         args.seeds, args.noise = args.seeds[:1], [0.0, 0.3]
         args.regimes = [r for r in args.regimes if r != "expression"]
     work = args.work / profile_name
     work.mkdir(parents=True, exist_ok=True)
+    if args.randaugment and args.name == "ablation":
+        args.name = "ablation_randaugment"
     if args.results is None:
         args.results = work if args.quick else HERE / "results"
     args.results.mkdir(parents=True, exist_ok=True)
