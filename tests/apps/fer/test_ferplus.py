@@ -622,3 +622,20 @@ def test_prepare_checks_every_row_before_writing(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         prepare_ferplus(fer, new, tmp_path / "fresh")
     assert not (tmp_path / "fresh").exists()
+
+
+@pytest.mark.slow
+def test_pretrain_on_the_ferplus_layout(layout: Path, tmp_path: Path) -> None:
+    """Pretraining reads the FER+ majority labels of FER2013Train and holds out FER2013Valid."""
+    from noisylabel.apps.fer.pretrain import PretrainConfig, pretrain
+
+    out = tmp_path / "pre" / "ferplus.pth"
+    result = pretrain(PretrainConfig(data=str(layout), task="expression", out=str(out),
+                                     image_size=16, epochs=1, batch_size=4, progress=False))
+    assert result["layout"] == "ferplus" and result["num_classes"] == 7
+    info = json.loads(Path(f"{out}.json").read_text())
+    assert info["held_out"] == "FER2013Valid"
+    assert info["n_train"] == len(load_ferplus(layout, "train", 16))
+    with pytest.raises(ValueError, match="expressions, not identities"):
+        pretrain(PretrainConfig(data=str(layout), task="identity", out=str(out), image_size=16,
+                                epochs=1, progress=False))
