@@ -32,7 +32,6 @@ import dataclasses
 import hashlib
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,61 +41,13 @@ import torch.nn.functional as F  # noqa: N812
 from tqdm.auto import tqdm
 
 from noisylabel.apps.fer import data as fer_data
+from noisylabel.apps.fer.config import PretrainConfig
 from noisylabel.apps.fer.report import atomic_torch_save, write_json
 
 __all__ = ["PretrainConfig", "pretrain", "synthetic_backbone", "add_arguments", "run"]
 
 HOLDOUT = 0.1
 """Fraction of ``train/`` held out (with the run's seed) when class folders have no ``test/``."""
-
-
-@dataclass
-class PretrainConfig:
-    """Options of a backbone pretraining run.
-
-    Parameters
-    ----------
-    data : str
-        Data root: RAF-DB layout (for ``task="identity"`` it needs ``EmoLabel/identities.csv``)
-        or class folders ``train/<class>/*.jpg`` (optional ``test/<class>/``); see the module
-        docstring.
-    task : {"identity", "expression"}
-        What the network learns to recognise.
-    out : str
-        Checkpoint file to write (plus ``.sha256`` and ``.json`` beside it).
-    image_size, epochs, batch_size, lr, lr_gamma : training settings
-        Adam(lr), ExponentialLR(lr_gamma) per epoch, cross-entropy.
-    augment : {"randaugment", "flip", "none"}
-        As :attr:`TrainConfig.augment <noisylabel.apps.fer.train.TrainConfig>`.
-    seed : int
-        Initialisation, data order and augmentation.
-    device : str or None
-        None = CUDA when present, else CPU.
-    progress : bool
-        Progress bar and per-epoch lines.
-    """
-
-    data: str = ""
-    task: str = "identity"
-    out: str = "pretrained/resnet18_faces.pth"
-    image_size: int = 32
-    epochs: int = 6
-    batch_size: int = 64
-    lr: float = 1e-3
-    lr_gamma: float = 0.9
-    augment: str = "flip"
-    seed: int = 0
-    device: str | None = None
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.augment not in ("randaugment", "flip", "none"):
-            raise ValueError(f"augment={self.augment!r}; choose randaugment, flip or none")
-        if self.task not in ("identity", "expression"):
-            raise ValueError(f"task={self.task!r}; choose 'identity' or 'expression'")
-        for name in ("epochs", "batch_size", "image_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
 
 
 def _labels(split: fer_data.FERSplit, task: str, identities: dict[str, int] | None,

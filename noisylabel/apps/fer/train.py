@@ -23,12 +23,10 @@ the same w and D), and only rank 0 prints and writes files.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +38,7 @@ from tqdm.auto import tqdm
 
 from noisylabel.apps.fer import data as fer_data
 from noisylabel.apps.fer import distributed, ferplus
+from noisylabel.apps.fer.config import TrainConfig
 from noisylabel.apps.fer.model import FERNet, create_model
 from noisylabel.apps.fer.report import (
     RunReporter,
@@ -67,195 +66,6 @@ CHECKPOINT_FORMAT = "noisylabel-fer-checkpoint/1"
 
 # Options that may differ between an interrupted run and its resumption.
 _RESUMABLE_CHANGES = {"resume", "epochs", "progress", "device", "tensorboard", "plots", "num_threads"}
-
-
-@dataclass
-class TrainConfig:
-    """Every option of a training run. Defaults are the paper's RAF-DB settings (SPEC 7) and the
-    safeguards of SPEC 9; ``paper_exact=True`` restores SPEC 3-6 literally.
-
-    Parameters
-    ----------
-    data : str
-        Root of an RAF-DB-layout data set (``EmoLabel/list_patition_label.txt``, ``Image/aligned``).
-    out : str
-        Run folder: checkpoint, metrics.csv, config.json, summary.json, plots, TensorBoard.
-    noise : float
-        Rate of symmetric label noise injected into the training labels (each flipped label
-        goes to a uniformly random other class), seeded by ``seed``. Ignored with ``noise_file``.
-    noise_file : str or None
-        EAC-format noisy label file (``train_00001.jpg 5``, 1-based) replacing the train labels.
-    train_labels : str or None
-        FER+ layout only: a train-labels CSV (``image,label``) whose labels replace the vote
-        labels for training (e.g. FER2013's original labels); the vote labels stay the
-        reference that the label noise and the noise model's detection are measured against.
-        Images it does not list are left out of training. ``noise`` is injected on top of it.
-    vote_rule : {"majority", "plurality", "soft"}
-        FER+ layout only: how the votes become labels (:mod:`noisylabel.annotators`);
-        ``soft`` trains ``baseline`` / ``aea`` on the vote distribution.
-    noise_mode : {"exact", "bernoulli"}
-        ``exact`` flips round(rate * N) labels, ``bernoulli`` flips each with probability rate.
-    image_size : int
-        Side of the (square) network input; images are resized once when loaded.
-    variant : {"baseline", "aea", "full"}
-        Network of the paper's Table I.
-    num_classes : int
-        Number of classes (7 for RAF-DB).
-    pretrained : str or None
-        Local ResNet18 checkpoint for the backbone (MS-Celeb format, ``module.``-prefixed or bare);
-        None trains from random initialisation.
-    freeze_trunk : bool or None
-        Freeze the shared stem + layer1; None = frozen exactly when ``pretrained`` is given.
-    anchor_inference : {"running", "batch"}
-        AEA anchor at evaluation: running mean (default) or the eval batch's mean (SLM-AEA).
-    sync_anchor : bool
-        Under torchrun: AEA's training anchor is the mean over the global batch of all ranks
-        (``AverageAnchor(sync=True)``) instead of each rank's own batch.
-    epochs, batch_size, lr, lr_gamma, weight_decay : training schedule
-        Adam with learning rate ``lr``, ExponentialLR(``lr_gamma``) stepped once per epoch.
-        ``batch_size`` is the global batch of one optimiser step: under torchrun each of the
-        R ranks takes ``batch_size / R`` samples (R must divide it).
-    augment : {"randaugment", "flip", "none"}
-        Training augmentation on the device: ``randaugment`` = horizontal flip, RandAugment
-        ``m5-n3-mstd0.5`` and random erasing (the paper); ``flip`` = flip and random erasing only;
-        ``none``.
-    t : float
-        Class-distribution mining threshold (SPEC 4).
-    beta : float
-        Loss-weight schedule parameter (SPEC 6).
-    signal : {"cosine", "loss"}
-        Per-sample signal the Beta mixture is fitted to.
-    stats_pass : {"train", "eval"}
-        Where the end-of-epoch predictions for the noise model come from: the training pass
-        itself (default: free, and as accurate in the ablation; see benchmarks/README.md) or an
-        extra eval-mode pass over the training set (as the references do; ``paper_exact``).
-    paper_exact : bool
-        Restore SPEC 3-6 literally: no warm-up gate, plain-mean L1, non-monotone posterior,
-        one global fit, absolute t rule. Overrides the five safeguard options below.
-    warmup : int or None
-        Warm-up gate (SPEC 9.1): the fits after epochs 1..warmup are logged but not used, so
-        w = 1 during epochs 1..warmup+1 (epoch 1 never has a fit). None = ``ceil(beta)``.
-    gate : bool
-        Use a fit's w only when the mixture is separated; otherwise keep the last accepted w.
-    monotone : bool
-        Monotone posterior in the signal (SPEC 9.2).
-    per_class : bool
-        Class-aware fitting (SPEC 9.3) instead of one global mixture.
-    mining_rule : {"absolute", "relative"}
-        Acceptance rule of the class-distribution miner (SPEC 9.5).
-    l1_normalize : {"weights", "batch"}
-        ``weights``: L1 = sum w CE / sum w (SPEC 9.4); ``batch``: mean_i w_i CE_i (paper).
-    seed : int
-        The one seed: noise injection, initialisation, data order, augmentation.
-    device : str or None
-        ``cuda``, ``cpu``, ...; None = CUDA when present, else CPU.
-    amp : bool
-        Mixed precision on CUDA (bf16 when supported, else fp16 with a GradScaler).
-    channels_last : bool
-        channels_last memory format on CUDA.
-    eval_batch_size : int
-        Batch size of the evaluation and statistics passes.
-    resume : bool
-        Continue from ``out/checkpoint.pt`` when it exists (same final result as uninterrupted).
-    tensorboard, plots, progress : bool
-        TensorBoard event files, PNG plots, tqdm progress bar.
-    num_threads : int or None
-        ``torch.set_num_threads`` for CPU runs (None = leave torch's default).
-    """
-
-    data: str = ""
-    out: str = "runs/fer"
-    noise: float = 0.0
-    noise_file: str | None = None
-    train_labels: str | None = None
-    vote_rule: str = "majority"
-    noise_mode: str = "exact"
-    image_size: int = 100
-    variant: str = "full"
-    num_classes: int = 7
-    pretrained: str | None = None
-    freeze_trunk: bool | None = None
-    anchor_inference: str = "running"
-    sync_anchor: bool = False
-    epochs: int = 75
-    batch_size: int = 32
-    lr: float = 1e-3
-    lr_gamma: float = 0.9
-    weight_decay: float = 0.0
-    augment: str = "randaugment"
-    t: float = 0.7
-    beta: float = 3.0
-    signal: str = "cosine"
-    stats_pass: str = "train"
-    paper_exact: bool = False
-    warmup: int | None = None
-    gate: bool = True
-    monotone: bool = True
-    per_class: bool = False
-    mining_rule: str = "absolute"
-    l1_normalize: str = "weights"
-    seed: int = 0
-    device: str | None = None
-    amp: bool = True
-    channels_last: bool = True
-    eval_batch_size: int = 256
-    resume: bool = False
-    tensorboard: bool = True
-    plots: bool = True
-    progress: bool = True
-    num_threads: int | None = None
-
-    def __post_init__(self) -> None:
-        choices = {
-            "variant": ("baseline", "aea", "full"),
-            "anchor_inference": ("running", "batch"),
-            "stats_pass": ("eval", "train"),
-            "mining_rule": ("absolute", "relative"),
-            "l1_normalize": ("weights", "batch"),
-            "signal": ("cosine", "loss"),
-            "noise_mode": ("exact", "bernoulli"),
-            "vote_rule": ("majority", "plurality", "soft"),
-            "augment": ("randaugment", "flip", "none"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r}; choose one of {allowed}")
-        if not 0.0 <= self.noise < 1.0:
-            raise ValueError(f"noise={self.noise}: the noise rate must be in [0, 1)")
-        for name in ("epochs", "batch_size", "image_size", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
-        if self.lr <= 0:
-            raise ValueError(f"lr={self.lr} must be > 0")
-        if self.vote_rule == "soft" and (self.variant == "full" or self.noise > 0
-                                         or self.noise_file or self.train_labels):
-            raise ValueError("vote_rule='soft' trains baseline or aea on the vote distribution "
-                             "itself: it takes no noise, noise file, train labels or noise "
-                             "model (variant 'full')")
-
-    def resolved(self) -> TrainConfig:
-        """The options actually used: ``warmup`` filled in, paper-exact switches applied."""
-        cfg = dataclasses.replace(self)
-        if cfg.paper_exact:
-            cfg.warmup, cfg.gate, cfg.monotone = 0, False, False
-            cfg.per_class, cfg.mining_rule, cfg.l1_normalize = False, "absolute", "batch"
-            cfg.stats_pass = "eval"
-        elif cfg.warmup is None:
-            cfg.warmup = math.ceil(cfg.beta)
-        return cfg
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-value dict (JSON- and ``weights_only``-safe)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ValueError."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig options: {unknown}")
-        return cls(**d)
 
 
 # ----------------------------------------------------------------------------- helpers
