@@ -27,7 +27,6 @@ by the generator's and the pretraining's settings.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -41,10 +40,10 @@ import torch.nn.functional as F  # noqa: N812
 from tqdm.auto import tqdm
 
 from noisylabel.apps.fer import data as fer_data
-from noisylabel.apps.fer.config import PretrainConfig
+from noisylabel.apps.fer.config import SYNTHETIC_BACKBONE, PretrainConfig
 from noisylabel.apps.fer.report import atomic_torch_save, write_json
 
-__all__ = ["PretrainConfig", "pretrain", "synthetic_backbone", "add_arguments", "run"]
+__all__ = ["PretrainConfig", "pretrain", "synthetic_backbone"]
 
 HOLDOUT = 0.1
 """Fraction of ``train/`` held out (with the run's seed) when class folders have no ``test/``."""
@@ -173,8 +172,9 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
             "task": config.task, "layout": layout}
 
 
-def synthetic_backbone(target_settings: dict[str, Any], root: Path, task: str = "identity",
-                       epochs: int = 4, progress: bool = True) -> Path:
+def synthetic_backbone(target_settings: dict[str, Any], root: Path,
+                       task: str = SYNTHETIC_BACKBONE["task"],
+                       epochs: int = SYNTHETIC_BACKBONE["epochs"], progress: bool = True) -> Path:
     """Pretrained backbone for the built-in synthetic data, made once and cached.
 
     A source data set with identities disjoint from the target's (same generator, other faces,
@@ -209,52 +209,3 @@ def synthetic_backbone(target_settings: dict[str, Any], root: Path, task: str = 
     print(f"pretrained backbone: held-out {task} accuracy {100 * result['test_acc']:.1f}%, "
           f"sha256 {result['sha256']}", flush=True)
     return path
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``noisylabel-fer pretrain``."""
-    parser.add_argument("--task", choices=("identity", "expression"), default="identity",
-                        help="recognise identities (MS-Celeb-like; in RAF-DB layout needs "
-                             "EmoLabel/identities.csv) or expressions (default identity)")
-    parser.add_argument("--data", metavar="PATH",
-                        help="data root, RAF-DB layout (EmoLabel/, Image/aligned/) or class "
-                             "folders (train/<class>/*.jpg|*.jpeg|*.png, optional "
-                             f"test/<class>/, else {100 * HOLDOUT:g}%% of train/ is held out; "
-                             "the folders are the identities or expressions). Default: a "
-                             "synthetic set whose identities are disjoint from the built-in "
-                             "training set's")
-    parser.add_argument("--out", metavar="FILE", default="pretrained/resnet18_faces.pth",
-                        help="checkpoint to write; FILE.sha256 and FILE.json are written beside")
-    parser.add_argument("--image-size", type=int, default=32, help="input side (default 32)")
-    parser.add_argument("--epochs", type=int, default=6, help="epochs (default 6)")
-    parser.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
-    parser.add_argument("--augment", choices=("randaugment", "flip", "none"), default="flip",
-                        help="training augmentation (default flip: flip + random erasing)")
-    parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    parser.add_argument("--device", help="cuda or cpu (default: CUDA when present)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="no progress bar")
-
-
-def run(args: argparse.Namespace) -> int:
-    """``noisylabel-fer pretrain``: write the checkpoint and print its sha256."""
-    data = args.data
-    if data is None:
-        from noisylabel.apps.fer.cli import SYNTHETIC_DEFAULTS, cache_home
-        from noisylabel.apps.fer.synthetic import (
-            SyntheticFaceConfig,
-            disjoint_config,
-            generate_dataset,
-        )
-
-        source = disjoint_config(SyntheticFaceConfig(**SYNTHETIC_DEFAULTS))
-        data = str(generate_dataset(cache_home() / f"synthetic-{source.hash()}", source))
-    result = pretrain(PretrainConfig(
-        data=data, task=args.task, out=args.out, image_size=args.image_size, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, augment=args.augment, seed=args.seed,
-        device=args.device,
-        progress=args.progress))
-    print(f"wrote {result['path']} ({result['num_classes']}-way {result['task']} head, held-out "
-          f"accuracy {100 * result['test_acc']:.1f}%)\nsha256 {result['sha256']}")
-    return 0
