@@ -228,7 +228,8 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from noisylabel.apps.fer import distributed
-    from noisylabel.apps.fer.train import resolve_device, train
+    from noisylabel.apps.fer.engine import resolve_device
+    from noisylabel.apps.fer.train import train
 
     distributed.setup(resolve_device(args.device))  # under torchrun: join the process group
     main = distributed.is_main_process()
@@ -245,7 +246,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load_for_inference(checkpoint: str, device: str | None):
-    from noisylabel.apps.fer.train import build_model, load_checkpoint, resolve_device
+    from noisylabel.apps.fer.engine import load_checkpoint, resolve_device
+    from noisylabel.apps.fer.train import build_model
 
     dev = resolve_device(device)
     ckpt = load_checkpoint(checkpoint)
@@ -257,18 +259,18 @@ def _load_for_inference(checkpoint: str, device: str | None):
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from noisylabel.apps.fer import data as fer_data
+    from noisylabel.apps.fer.engine import predict_probs
+    from noisylabel.apps.fer.layouts import CLASS_NAMES, load_split
     from noisylabel.apps.fer.report import format_class_table
-    from noisylabel.apps.fer.train import predict_probs
 
     model, cfg, ckpt, dev = _load_for_inference(args.checkpoint, args.device)
     root = args.data or cfg.data
-    split = fer_data.load_split(root, args.split, image_size=cfg.image_size)
+    split = load_split(root, args.split, image_size=cfg.image_size)
     probs = predict_probs(model, split.images, "target", args.batch_size, dev)
     pred = probs.argmax(1).cpu().numpy()
     true = split.labels.numpy()
     acc = float((pred == true).mean())
-    names = ckpt.get("class_names") or list(fer_data.CLASS_NAMES[: cfg.num_classes])
+    names = ckpt.get("class_names") or list(CLASS_NAMES[: cfg.num_classes])
     print(f"checkpoint {args.checkpoint} (variant {cfg.variant}, epoch {ckpt['epoch']}, "
           f"{ckpt.get('regime', '')})")
     print(f"{args.split} split of {root}: {len(true)} images, accuracy {100 * acc:.2f}%")
@@ -276,10 +278,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-
-
 def _collect_images(inputs: Sequence[str]) -> list[Path]:
+    from noisylabel.apps.fer.image_cache import IMAGE_SUFFIXES
+
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
@@ -294,34 +295,30 @@ def _collect_images(inputs: Sequence[str]) -> list[Path]:
     return files
 
 
-def _read_image(path: Path, size: int):
-    """One image as uint8 (3, size, size), decoded and resized as ``load_split`` does."""
-    import numpy as np
-    import torch
-    from PIL import Image, UnidentifiedImageError
+def _read_images(files: Sequence[Path], size: int) -> Any:
+    """The images as one uint8 (N, 3, size, size) tensor, decoded as the loaders decode."""
+    from PIL import UnidentifiedImageError
 
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.Resampling.BICUBIC)
-            arr = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from None
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+    from noisylabel.apps.fer.image_cache import decode_image, stack_images
+
+    arrays = []
+    for path in files:
+        try:
+            arrays.append(decode_image(path, size))
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ValueError(f"cannot read image {path}: {exc}") from None
+    return stack_images(arrays)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import torch
-
-    from noisylabel.apps.fer import data as fer_data
-    from noisylabel.apps.fer.train import predict_probs
+    from noisylabel.apps.fer.engine import predict_probs
+    from noisylabel.apps.fer.layouts import CLASS_NAMES
 
     model, cfg, ckpt, dev = _load_for_inference(args.checkpoint, args.device)
     files = _collect_images(args.inputs)
-    images = torch.stack([_read_image(f, cfg.image_size) for f in files])
+    images = _read_images(files, cfg.image_size)
     probs = predict_probs(model, images, "target", args.batch_size, dev).cpu().numpy()
-    names = ckpt.get("class_names") or list(fer_data.CLASS_NAMES[: cfg.num_classes])
+    names = ckpt.get("class_names") or list(CLASS_NAMES[: cfg.num_classes])
     sink = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115
     try:
         writer = csv.writer(sink)

@@ -28,6 +28,7 @@ by the generator's and the pretraining's settings.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -39,8 +40,16 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from tqdm.auto import tqdm
 
-from noisylabel.apps.fer import data as fer_data
+from noisylabel.apps.fer import layouts
+from noisylabel.apps.fer.augment import make_augment
 from noisylabel.apps.fer.config import SYNTHETIC_BACKBONE, PretrainConfig
+from noisylabel.apps.fer.engine import (
+    Runtime,
+    batch_slices,
+    epoch_permutation,
+    predict_probs,
+    train_one_epoch,
+)
 from noisylabel.apps.fer.report import atomic_torch_save, write_json
 
 __all__ = ["PretrainConfig", "pretrain", "synthetic_backbone"]
@@ -49,7 +58,7 @@ HOLDOUT = 0.1
 """Fraction of ``train/`` held out (with the run's seed) when class folders have no ``test/``."""
 
 
-def _labels(split: fer_data.FERSplit, task: str, identities: dict[str, int] | None,
+def _labels(split: layouts.FERSplit, task: str, identities: dict[str, int] | None,
             id_index: dict[int, int] | None) -> torch.Tensor:
     if task == "expression":
         return split.labels
@@ -57,6 +66,14 @@ def _labels(split: fer_data.FERSplit, task: str, identities: dict[str, int] | No
     if missing:
         raise ValueError(f"{split.root}: no identity for {missing[:5]} in identities.csv")
     return torch.tensor([id_index[identities[n]] for n in split.names], dtype=torch.int64)
+
+
+def _step(logits: torch.Tensor, idx: torch.Tensor, labels: torch.Tensor
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy of one batch and its sums: loss, correct."""
+    loss = F.cross_entropy(logits, labels[idx])
+    return loss, torch.stack([loss.detach() * len(idx),
+                              (logits.argmax(1) == labels[idx]).sum().float()])
 
 
 def pretrain(config: PretrainConfig) -> dict[str, Any]:
@@ -79,16 +96,15 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     ValueError
         Malformed data (the message names the file or folder).
     """
-    from noisylabel.apps.fer.train import make_augment, resolve_device
-
-    layout = fer_data.detect_layout(config.data)
-    device = resolve_device(config.device)
+    layout = layouts.detect_layout(config.data)
+    rt = Runtime.create(config.device, join=False)  # float32, no torchrun group
+    device = rt.device
     torch.manual_seed(config.seed)
     layout_info: dict[str, Any] = {"layout": layout}
     if layout == "class-folders":
-        train_set = fer_data.load_class_folders(config.data, "train", config.image_size,
+        train_set = layouts.load_class_folders(config.data, "train", config.image_size,
                                                 holdout=HOLDOUT, seed=config.seed)
-        test_set = fer_data.load_class_folders(config.data, "test", config.image_size,
+        test_set = layouts.load_class_folders(config.data, "test", config.image_size,
                                                holdout=HOLDOUT, seed=config.seed)
         y_train, y_test = train_set.labels.to(device), test_set.labels.to(device)
         num_classes = len(train_set.class_names)
@@ -96,17 +112,17 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         layout_info["held_out"] = ("test/" if (Path(config.data) / "test").is_dir()
                                    else f"{HOLDOUT:.0%} of train/ (seed {config.seed})")
     else:
-        train_set = fer_data.load_split(config.data, "train", image_size=config.image_size)
-        test_set = fer_data.load_split(config.data, "test", image_size=config.image_size)
+        train_set = layouts.load_split(config.data, "train", image_size=config.image_size)
+        test_set = layouts.load_split(config.data, "test", image_size=config.image_size)
         identities = id_index = None
         if config.task == "identity":
-            identities = fer_data.read_identities(config.data)
+            identities = layouts.read_identities(config.data)
             ids = sorted({identities[n] for n in [*train_set.names, *test_set.names]
                           if n in identities})
             id_index = {k: i for i, k in enumerate(ids)}
         y_train = _labels(train_set, config.task, identities, id_index).to(device)
         y_test = _labels(test_set, config.task, identities, id_index).to(device)
-        num_classes = len(id_index) if id_index is not None else len(fer_data.CLASS_NAMES)
+        num_classes = len(id_index) if id_index is not None else len(layouts.CLASS_NAMES)
     model = timm.create_model("resnet18", pretrained=False, num_classes=num_classes).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_gamma)
@@ -121,27 +137,14 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     test_acc = float("nan")
     for epoch in range(1, config.epochs + 1):
         model.train()
-        batches = fer_data.batch_slices(torch.randperm(n, generator=order_gen),
-                                          config.batch_size)
-        total = torch.zeros(2, device=device)
-        for idx in tqdm(batches, desc=f"pretrain {config.task} {epoch}/{config.epochs}",
-                        leave=False, disable=not config.progress):
-            idx = idx.to(device)
-            x = augment(images[idx], generator=aug_gen) if augment is not None \
-                else fer_data.normalize(images[idx])
-            logits = model(x)
-            loss = F.cross_entropy(logits, y_train[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += torch.stack([loss.detach() * len(idx),
-                                  (logits.argmax(1) == y_train[idx]).sum().float()])
+        batches = batch_slices(epoch_permutation(n, order_gen), config.batch_size)
+        total = train_one_epoch(
+            model, functools.partial(_step, labels=y_train), batches, images, optimizer, rt,
+            augment, aug_gen, f"pretrain {config.task} {epoch}/{config.epochs}",
+            config.progress)
         scheduler.step()
-        model.eval()
-        with torch.no_grad():
-            pred = torch.cat([model(fer_data.normalize(test_images[i : i + 256])).argmax(1)
-                              for i in range(0, len(y_test), 256)])
-        test_acc = float((pred == y_test).float().mean())
+        probs = predict_probs(model, test_images, None, 256, device)
+        test_acc = float((probs.argmax(1) == y_test).float().mean())
         if config.progress:
             tqdm.write(f"pretrain {config.task} epoch {epoch:>2}  loss {total[0].item() / n:.3f}"
                        f"  train {100 * total[1].item() / n:.1f}%  held-out {100 * test_acc:.1f}%")
