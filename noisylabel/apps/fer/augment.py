@@ -73,7 +73,7 @@ _GRAY = (0.299, 0.587, 0.114)  # PIL's "L" conversion weights
 
 @dataclass
 class AugmentParams:
-    """Per-sample random draws of one :class:`BatchAugment` call (all tensors have length N).
+    """Per-sample random draws of one [`BatchAugment`][noisylabel.apps.fer.augment.BatchAugment] call (all tensors have length N).
 
     ``ops`` (N, n) op indices into ``BatchAugment.ops``, ``applied`` (N, n) bool, ``magnitude``
     (N, n) in [0, 10], ``sign`` (N, n) +-1, ``flip`` (N,) bool, ``erase`` (N,) bool and the erase
@@ -96,7 +96,7 @@ class BatchAugment:
 
     * horizontal flip with probability ``flip_p``;
     * RandAugment like timm's ``rand-m{magnitude}-n{num_ops}-mstd{magnitude_std}``: ``num_ops``
-      ops drawn uniformly *with replacement* from :data:`RAND_OPS`, each applied with probability
+      ops drawn uniformly *with replacement* from [`RAND_OPS`][noisylabel.apps.fer.augment.RAND_OPS], each applied with probability
       ``op_p`` (timm: 0.5) at magnitude ``m ~ N(magnitude, magnitude_std)`` clipped to [0, 10],
       and timm's level-to-argument maps: rotate ``30 m/10`` degrees, shear ``0.3 m/10``,
       translate ``0.45 m/10`` of the image side (so it scales with the image), each with a random
@@ -132,7 +132,7 @@ class BatchAugment:
     erase_p, erase_scale, erase_ratio : random erasing settings.
     mean, std : normalisation (ImageNet).
     ops : sequence of str
-        Op names, a subset of :data:`RAND_OPS`. An empty sequence disables RandAugment.
+        Op names, a subset of [`RAND_OPS`][noisylabel.apps.fer.augment.RAND_OPS]. An empty sequence disables RandAugment.
     """
 
     def __init__(

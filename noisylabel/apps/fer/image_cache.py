@@ -123,7 +123,7 @@ def decode_images(paths: Sequence[Path], label_path: Path, tag: str, image_size:
                   cache: bool = True) -> torch.Tensor:
     """Decode ``paths`` into one uint8 tensor (N, 3, H, W), through the on-disk cache.
 
-    The cache file is named by ``tag`` and keyed like :func:`load_split`'s (the label file's
+    The cache file is named by ``tag`` and keyed like [`load_split`][noisylabel.apps.fer.layouts.load_split]'s (the label file's
     bytes, the image size, every image's size and mtime).
 
     Raises

@@ -275,8 +275,8 @@ def _warn_skipped(skipped: Sequence[str], split: str, root: Path) -> None:
 
 def detect_layout(root: str | os.PathLike) -> str:
     """Which data layout ``root`` holds, checked in this order: ``FER2013Train/label.csv`` ->
-    FER+ (:func:`noisylabel.apps.fer.ferplus.load_ferplus`), ``EmoLabel/`` -> RAF-DB
-    (:func:`load_split`), ``train/`` -> class folders (:func:`load_class_folders`).
+    FER+ ([`load_ferplus`][noisylabel.apps.fer.ferplus.load_ferplus]), ``EmoLabel/`` -> RAF-DB
+    ([`load_split`][noisylabel.apps.fer.layouts.load_split]), ``train/`` -> class folders ([`load_class_folders`][noisylabel.apps.fer.layouts.load_class_folders]).
 
     Parameters
     ----------

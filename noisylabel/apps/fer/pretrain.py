@@ -1,13 +1,13 @@
 """Pretrain the ResNet18 backbone on faces: the synthetic stand-in for MS-Celeb-1M.
 
-The paper starts from a ResNet18 trained to recognise identities on MS-Celeb-1M; SPEC 9 shows the
-method needs such a start (from scratch ``full`` does not beat plain CE). :func:`pretrain` trains
+The paper starts from a ResNet18 trained to recognise identities on MS-Celeb-1M; docs/method.md
+("The per-epoch noise model and its safeguards") shows the method needs such a start (from scratch ``full`` does not beat plain CE). [`pretrain`][noisylabel.apps.fer.pretrain.pretrain] trains
 timm's ``resnet18`` to recognise identities (``task="identity"``) or expressions
 (``task="expression"``) on one of two data layouts, found by what the data root holds:
 
-* RAF-DB layout (``EmoLabel/`` present, :func:`~noisylabel.apps.fer.data.load_split`): identities
+* RAF-DB layout (``EmoLabel/`` present, [`load_split`][noisylabel.apps.fer.layouts.load_split]): identities
   from ``EmoLabel/identities.csv`` (synthetic sets write it), expressions from the label file;
-* class folders (``train/`` present, :func:`~noisylabel.apps.fer.data.load_class_folders`):
+* class folders (``train/`` present, [`load_class_folders`][noisylabel.apps.fer.layouts.load_class_folders]):
   ``train/<class>/*.jpg|*.jpeg|*.png`` and optionally ``test/<class>/...``; the folders are the
   identities or the expression classes, as many as there are (when ``test/`` is absent a 10%
   holdout of ``train/``, drawn with the run's seed, is the held-out split).
@@ -19,7 +19,7 @@ so K need not be 7). Next to it: ``FILE.sha256`` (``sha256sum`` format) and ``FI
 layout, class count, and for class folders the class names, accuracy on the held-out split,
 settings, data hash, sha256).
 
-:func:`synthetic_backbone` is what ``noisylabel-fer train`` uses on the built-in data: it
+[`synthetic_backbone`][noisylabel.apps.fer.pretrain.synthetic_backbone] is what ``noisylabel-fer train`` uses on the built-in data: it
 generates a source set whose identities are disjoint from the target set's (as MS-Celeb's are
 from RAF-DB's) and pretrains on it once; the result is cached next to the generated data, keyed
 by the generator's and the pretraining's settings.
@@ -92,7 +92,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     ------
     FileNotFoundError
         The data root holds neither layout (see
-        :func:`~noisylabel.apps.fer.data.detect_layout`), or a file is missing.
+        [`detect_layout`][noisylabel.apps.fer.layouts.detect_layout]), or a file is missing.
     ValueError
         Malformed data (the message names the file or folder).
     """
