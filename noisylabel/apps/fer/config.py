@@ -3,7 +3,7 @@
 [`TrainConfig`][noisylabel.apps.fer.config.TrainConfig] and
 [`PretrainConfig`][noisylabel.apps.fer.config.PretrainConfig] hold the options of a training and
 a pretraining run. Each field carries its command-line help in ``metadata["help"]``; the
-``noisylabel-fer`` parser is built from the fields ([`cli`][noisylabel.apps.fer.cli]), so a
+``noisylabel-fer`` parser is built from the fields (``cli``), so a
 default is written in one place only.
 
 Named presets, in the spirit of timm's ``default_cfgs``, are overrides of those defaults:
@@ -53,7 +53,7 @@ class TrainConfig:
     ----------
     data : str
         Data root: RAF-DB layout (``EmoLabel/list_patition_label.txt``, ``Image/aligned``) or
-        FER+ layout ([`ferplus`][noisylabel.apps.fer.ferplus]).
+        FER+ layout (``ferplus``).
     out : str
         Run folder: checkpoint, metrics.csv, config.json, summary.json, plots, TensorBoard.
     noise : float
@@ -67,7 +67,7 @@ class TrainConfig:
         reference that the label noise and the noise model's detection are measured against.
         Images it does not list are left out of training. ``noise`` is injected on top of it.
     vote_rule : {"majority", "plurality", "soft"}
-        FER+ layout only: how the votes become labels ([`annotators`][noisylabel.annotators]);
+        FER+ layout only: how the votes become labels (``annotators``);
         ``soft`` trains ``baseline`` / ``aea`` on the vote distribution.
     noise_mode : {"exact", "bernoulli"}
         ``exact`` flips round(rate * N) labels, ``bernoulli`` flips each with probability rate.

@@ -1,8 +1,8 @@
 """The data layouts: RAF-DB and class folders, each split loaded into memory as a
 [`FERSplit`][noisylabel.apps.fer.layouts.FERSplit] (the FER+ layout is
-[`ferplus`][noisylabel.apps.fer.ferplus]).
+``ferplus``).
 
-RAF-DB layout ("basic", and what [`synthetic`][noisylabel.apps.fer.synthetic] writes)::
+RAF-DB layout ("basic", and what ``synthetic`` writes)::
 
     root/EmoLabel/list_patition_label.txt     train_00001.jpg 5   (labels 1..7)
     root/Image/aligned/train_00001_aligned.jpg
@@ -19,7 +19,7 @@ stacks the split into one uint8 tensor ``(N, 3, H, W)``, through the on-disk cac
 [`image_cache`][noisylabel.apps.fer.image_cache].
 
 The split holds the *true* labels. Label noise is applied by the caller with
-[`noisylabel.noise`][noisylabel.noise] (``symmetric_noise`` or ``read_noise_file``), to training
+``noisylabel.noise`` (``symmetric_noise`` or ``read_noise_file``), to training
 labels only.
 """
 
@@ -275,7 +275,7 @@ def _warn_skipped(skipped: Sequence[str], split: str, root: Path) -> None:
 
 def detect_layout(root: str | os.PathLike) -> str:
     """Which data layout ``root`` holds, checked in this order: ``FER2013Train/label.csv`` ->
-    FER+ ([`load_ferplus`][noisylabel.apps.fer.ferplus.load_ferplus]), ``EmoLabel/`` -> RAF-DB
+    FER+ (``load_ferplus``), ``EmoLabel/`` -> RAF-DB
     ([`load_split`][noisylabel.apps.fer.layouts.load_split]), ``train/`` -> class folders ([`load_class_folders`][noisylabel.apps.fer.layouts.load_class_folders]).
 
     Parameters

@@ -137,7 +137,7 @@ class FERNet(nn.Module):
         return self
 
     def forward(self, x: Tensor) -> FEROutput:
-        """Return [`FEROutput`][noisylabel.apps.fer.model.FEROutput] logits for images ``x`` (B, 3, H, W), normalised floats."""
+        """Return ``FEROutput`` logits for images ``x`` (B, 3, H, W), normalised floats."""
         h = self.trunk(x)
         aux = self.aux(h) if self.aux is not None else None
         return FEROutput(target=self.target(h), aux=aux)
@@ -307,7 +307,7 @@ def create_model(
     num_classes : int
         Number of expression classes (7 for RAF-DB).
     pretrained : str, Path or None
-        Local ResNet18 checkpoint (see [`load_backbone_checkpoint`][noisylabel.apps.fer.model.load_backbone_checkpoint]); None = random init.
+        Local ResNet18 checkpoint (see ``load_backbone_checkpoint``); None = random init.
         Nothing is ever downloaded.
     anchor_inference : {"running", "batch"}
         AEA anchor at eval time: the running mean (default) or the eval batch's mean (SLM-AEA).

@@ -28,7 +28,7 @@ then JPEG compression.
 Everything is deterministic from the seeds. Identity ``k`` (an integer id) draws its parameters
 from a random stream keyed by ``(identity_seed, k)``; an image draws from a stream keyed by
 ``(seed, split, index)``. Identity ids are ``identity_offset + 0 .. n_identities - 1``, so a
-source set built with [`disjoint_config`][noisylabel.apps.fer.synthetic.disjoint_config] (ids after the target's ids) has no identity in
+source set built with ``disjoint_config`` (ids after the target's ids) has no identity in
 common with its target (for expression pretraining on other faces).
 
 Layout written by [`generate_dataset`][noisylabel.apps.fer.synthetic.generate_dataset] (RAF-DB's, plus two extra files)::
@@ -135,10 +135,10 @@ class SyntheticFaceConfig:
         Seed of the identity streams; None uses ``seed``.
     identity_offset : int
         Identity ids are ``identity_offset + 0 .. n_identities - 1``; identities with different
-        ids have parameters from different streams. See [`disjoint_config`][noisylabel.apps.fer.synthetic.disjoint_config].
+        ids have parameters from different streams. See ``disjoint_config``.
     class_priors : "uniform", "rafdb" or a sequence of 7 floats
         Class frequencies. "uniform" gives exactly balanced splits (counts differ by at most one),
-        "rafdb" RAF-DB's training frequencies ([`RAFDB_PRIORS`][noisylabel.apps.fer.synthetic.RAFDB_PRIORS]).
+        "rafdb" RAF-DB's training frequencies (``RAFDB_PRIORS``).
     intensity_range : (float, float)
         Per-image expression intensity ``s`` is uniform on this interval.
     cue_noise : float

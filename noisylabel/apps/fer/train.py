@@ -7,7 +7,7 @@ optimiser, then per epoch ([`run_epoch`][noisylabel.apps.fer.train.run_epoch])
    in-memory permutation of (index, uint8 image, noisy label) batches, augmented on the device;
    the loss is [`compute_loss`][noisylabel.apps.fer.train.compute_loss]. For ``full``:
    ``p = softmax(aux).detach()``, ``w = w[index]`` from the last fit, ``q = w D[y] + (1 - w) p``
-   with D from the last mining ([`NoiseModel.targets`][noisylabel.NoiseModel.targets]), and
+   with D from the last mining (``NoiseModel.targets``), and
    ``loss = mu1(e) * L1(aux, y, w) + mu2(e) * KL(q || softmax(target))``; otherwise plain CE.
 2. (``full``) [`fit_noise_model`][noisylabel.apps.fer.train.fit_noise_model]: the auxiliary
    branch's predictions for every training sample (those recorded during the training pass,
@@ -20,7 +20,7 @@ optimiser, then per epoch ([`run_epoch`][noisylabel.apps.fer.train.run_epoch])
 
 Under ``torchrun`` (see docs/distributed.md) the same function trains with
 DistributedDataParallel: every rank draws the same epoch permutation and takes its
-DistributedSampler shard of it ([`distributed`][noisylabel.apps.fer.distributed]),
+DistributedSampler shard of it (``distributed``),
 ``batch_size`` is the global batch split evenly over the ranks, the statistics and evaluation
 passes split the samples over the ranks and sum (the noise model all-reduces what the ranks
 record, so every rank holds the same w and D), and only rank 0 prints and writes files.
@@ -183,7 +183,7 @@ def prepare_data(cfg: TrainConfig, device: torch.device) -> TrainData:
 def load_data(cfg: TrainConfig) -> dict[str, FERSplit]:
     """The run's splits by layout: ``train`` and ``test``, and ``valid`` where the layout has
     one (FER+). RAF-DB layout: [`load_split`][noisylabel.apps.fer.layouts.load_split]; FER+
-    layout: [`load_ferplus`][noisylabel.apps.fer.ferplus.load_ferplus] with ``cfg.vote_rule`` and
+    layout: ``load_ferplus`` with ``cfg.vote_rule`` and
     ``cfg.train_labels``."""
     if ferplus.is_ferplus(cfg.data):
         return {split: ferplus.load_ferplus(
@@ -235,7 +235,7 @@ def compute_loss(outputs: FEROutput, y: torch.Tensor, idx: torch.Tensor,
     """The batch loss of the network's two branches.
 
     With a noise model (``full``): ``loss = mu1 * L1(aux, y, w) + mu2 * KL(q || target)`` with
-    ``q = w D[y] + (1 - w) p`` ([`NoiseModel.targets`][noisylabel.NoiseModel.targets]);
+    ``q = w D[y] + (1 - w) p`` (``NoiseModel.targets``);
     otherwise cross-entropy of the target branch against ``y`` (or ``soft_targets[idx]``).
 
     Returns
