@@ -43,7 +43,8 @@ from noisylabel import (
     soft_target_kl,
     weighted_cross_entropy,
 )
-from noisylabel.apps.fer.data import BatchAugment, image_path, load_split
+from noisylabel.apps.fer.augment import BatchAugment
+from noisylabel.apps.fer.layouts import image_path, load_split
 from noisylabel.apps.fer.model import create_model
 from noisylabel.apps.fer.synthetic import SyntheticFaceConfig, generate_dataset
 from noisylabel.apps.fer.train import predict_probs

@@ -30,7 +30,8 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from noisylabel.apps.fer.data import CLASS_NAMES, BatchAugment, load_split, normalize
+from noisylabel.apps.fer.augment import BatchAugment, normalize
+from noisylabel.apps.fer.layouts import CLASS_NAMES, load_split
 from noisylabel.apps.fer.synthetic import SyntheticFaceConfig, generate_dataset
 from noisylabel.noise import symmetric_noise
 

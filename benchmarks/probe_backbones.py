@@ -36,7 +36,8 @@ from ablation import PROFILES, REGIMES, prepare_data  # the same data and cached
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from noisylabel.apps.fer import data as fer_data
+from noisylabel.apps.fer import augment as fer_augment
+from noisylabel.apps.fer import layouts as fer_layouts
 from noisylabel.apps.fer.model import load_backbone_checkpoint
 
 HERE = Path(__file__).resolve().parent
@@ -48,7 +49,7 @@ def features(backbone: torch.nn.Module, images: torch.Tensor) -> dict[str, np.nd
     backbone.eval()
     trunk, pooled = [], []
     for i in range(0, len(images), 256):
-        x = fer_data.normalize(images[i : i + 256])
+        x = fer_augment.normalize(images[i : i + 256])
         h = backbone.layer1(backbone.maxpool(backbone.act1(backbone.bn1(backbone.conv1(x)))))
         trunk.append(F.adaptive_avg_pool2d(h, 4).flatten(1))
         h = backbone.layer4(backbone.layer3(backbone.layer2(h)))
@@ -81,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     data, backbones = prepare_data(work, profile, list(REGIMES))
     size = profile["image_size"]
-    train = fer_data.load_split(data, "train", image_size=size)
-    test = fer_data.load_split(data, "test", image_size=size)
+    train = fer_layouts.load_split(data, "train", image_size=size)
+    test = fer_layouts.load_split(data, "test", image_size=size)
 
     rows = []
     for regime in REGIMES:

@@ -257,8 +257,9 @@ class BetaMixture:
 
     def _em(
         self, x: Any, params: tuple[list[float], list[float], list[float]]
-    ) -> tuple[tuple[list[float], list[float], list[float]], float, int, bool]:
-        """Run EM on clamped data ``x`` from ``params``; return (params, mean ll, n_iter, converged)."""
+    ) -> tuple[tuple[list[float], list[float], list[float]], float, int, bool, float]:
+        """Run EM on clamped data ``x`` from ``params``; return (params, mean ll, n_iter,
+        converged, mean ll of one Beta fitted by moments)."""
         n = x.shape[0]
         torch_path = is_tensor(x)
         logx, log1mx = self._logs(x)
@@ -545,10 +546,6 @@ class BetaMixture:
         clean = self.clean_component_
         w = sigmoid(self._log_odds(xc, clean, 1 - clean))
         return w.to(out_dtype) if out_dtype is not None else w
-
-    def fit_clean_probability(self, x: Any) -> Any:
-        """``fit(x)`` then ``clean_probability(x)``."""
-        return self.fit(x).clean_probability(x)
 
     def __repr__(self) -> str:
         return (

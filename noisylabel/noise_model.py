@@ -60,6 +60,8 @@ class FitReport:
         EM iterations of the global mixture.
     means, weights : list of float
         Global mixture component means / weights (ascending means).
+    alphas, betas : list of float
+        Global mixture component Beta parameters (same order).
     ll_gain : float
         Mixture log-likelihood gain over one Beta (see ``BetaMixture.ll_gain_``).
     n_seen : int
@@ -89,6 +91,8 @@ class FitReport:
     last_accepted_epoch: int | None
     classes_accepted: list[bool] = field(default_factory=list)
     per_class_fallback: list[int] = field(default_factory=list)
+    alphas: list[float] = field(default_factory=list)
+    betas: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -341,6 +345,8 @@ class NoiseModel:
             n_iter=int(bmm.n_iter_),
             means=[float(v) for v in bmm.means_],
             weights=[float(v) for v in bmm.weights_],
+            alphas=[float(v) for v in bmm.alphas_],
+            betas=[float(v) for v in bmm.betas_],
             ll_gain=float(bmm.ll_gain_),
             n_seen=n_seen,
             mean_w=float(stats[0]),

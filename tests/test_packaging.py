@@ -33,7 +33,8 @@ def test_wheel_installs_only_the_noisylabel_package(wheel: zipfile.ZipFile) -> N
 
 def test_wheel_contains_the_fer_application(wheel: zipfile.ZipFile) -> None:
     names = set(wheel.namelist())
-    for module in ("cli", "data", "model", "train", "report", "synthetic", "pretrain"):
+    for module in ("cli", "config", "layouts", "image_cache", "augment", "engine", "model", "train",
+                   "report", "synthetic", "pretrain"):
         assert f"noisylabel/apps/fer/{module}.py" in names
 
 

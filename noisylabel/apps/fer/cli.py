@@ -1,71 +1,49 @@
-"""``noisylabel-fer``: train, evaluate and predict with the paper's FER network.
+"""``noisylabel-fer``: train, pretrain, evaluate and predict with the paper's FER network.
 
 Subcommands
 -----------
 train
-    With no arguments: the built-in synthetic face data set (generated once into a cache folder,
-    ``$NOISYLABEL_HOME`` or ``~/.cache/noisylabel``), small images, 30% symmetric label noise,
-    the ``full`` variant, a few minutes on a laptop CPU. With ``--data PATH`` (RAF-DB layout) the
-    paper's defaults apply: 100 px, batch 32, Adam 1e-3, ExponentialLR 0.9, 75 epochs.
+    With no arguments: the built-in synthetic face data set (generated once into
+    [`cache_home`][noisylabel.apps.fer.config.cache_home]), small images, 30% symmetric label
+    noise, the ``full`` variant, a few minutes on a laptop CPU (preset ``synthetic-cpu``). With
+    ``--data PATH`` the paper's defaults apply (preset ``rafdb-paper``): 100 px, batch 32,
+    Adam 1e-3, ExponentialLR 0.9, 75 epochs.
+pretrain
+    Pretrain the ResNet18 trunk on faces ([`pretrain`][noisylabel.apps.fer.pretrain]).
 evaluate
     Accuracy and a per-class table of a training checkpoint on a split.
 predict
     Class probabilities for image files or folders, as CSV.
+prepare-ferplus
+    Write the FER+ layout from Kaggle's and FER+'s CSV files.
 
-More subcommands plug in through :data:`SUBCOMMANDS`: a module listed there that defines
-``add_arguments(parser)`` and ``run(args) -> int`` becomes ``noisylabel-fer NAME`` (a listed
-module that is not installed is skipped). ``pretrain`` is registered that way.
+The options of ``train`` and ``pretrain`` are built from the fields of
+[`TrainConfig`][noisylabel.apps.fer.config.TrainConfig] and
+[`PretrainConfig`][noisylabel.apps.fer.config.PretrainConfig]: their defaults and help texts are
+defined there only. Building the parser imports neither torch nor timm.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import importlib
-import os
+import dataclasses
 import sys
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "build_parser", "SUBCOMMANDS", "SYNTHETIC_DEFAULTS", "synthetic_root"]
+from noisylabel.apps.fer import config as fer_config
+from noisylabel.apps.fer.config import (
+    PRETRAIN_PRESETS,
+    TRAIN_PRESETS,
+    PretrainConfig,
+    TrainConfig,
+    cache_home,
+)
 
-# name -> (module, one-line help); the module defines add_arguments(parser) and run(args) -> int.
-SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "pretrain": ("noisylabel.apps.fer.pretrain",
-                 "pretrain the ResNet18 trunk on faces (synthetic, RAF-DB layout or class folders)"),
-}
-
-SYNTHETIC_DEFAULTS: dict[str, Any] = {
-    "n_train": 2000,
-    "n_test": 500,
-    "image_size": 32,
-    "n_identities": 200,
-    "seed": 0,
-}
-"""Settings of the built-in synthetic data set used when ``train`` gets no ``--data``."""
-
-SYNTHETIC_PRETRAIN_TASK = "expression"
-"""Pretraining task of the built-in data's backbone: expressions of faces whose identities are
-disjoint from the training set's (the identity task transfers worse on these faces; see
-benchmarks/README.md, "Ablation")."""
-SYNTHETIC_PRETRAIN_EPOCHS = 15
-"""Epochs of pretraining for the built-in data's backbone (made once, then cached)."""
-
-# Training defaults per regime: the built-in synthetic data (small, CPU-friendly) and RAF-DB
-# (the paper, SPEC 7; the rest comes from TrainConfig's defaults).
-SYNTHETIC_TRAIN_DEFAULTS: dict[str, Any] = {"image_size": 32, "epochs": 15, "noise": 0.3,
-                                            "batch_size": 32, "augment": "flip"}
-RAFDB_TRAIN_DEFAULTS: dict[str, Any] = {"image_size": 100, "epochs": 75, "noise": 0.0,
-                                        "batch_size": 32, "augment": "randaugment"}
-
-
-def cache_home() -> Path:
-    """``$NOISYLABEL_HOME``, else ``$XDG_CACHE_HOME/noisylabel``, else ``~/.cache/noisylabel``."""
-    if os.environ.get("NOISYLABEL_HOME"):
-        return Path(os.environ["NOISYLABEL_HOME"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "noisylabel"
+__all__ = ["main", "build_parser", "synthetic_root", "train_config_from_args"]
 
 
 def synthetic_root(settings: dict[str, Any] | None = None) -> Path:
@@ -76,7 +54,7 @@ def synthetic_root(settings: dict[str, Any] | None = None) -> Path:
     """
     from noisylabel.apps.fer.synthetic import SyntheticFaceConfig, generate_dataset
 
-    config = SyntheticFaceConfig(**(settings or SYNTHETIC_DEFAULTS))
+    config = SyntheticFaceConfig(**(settings or fer_config.SYNTHETIC_DEFAULTS))
     root = cache_home() / f"synthetic-{config.hash()}"
     if not (root / "synthetic.json").is_file():
         print(f"generating the built-in synthetic face data set into {root} ...", flush=True)
@@ -86,116 +64,69 @@ def synthetic_root(settings: dict[str, Any] | None = None) -> Path:
 # ----------------------------------------------------------------------------- parser
 
 
-def _bool_flag(group: argparse._ArgumentGroup, name: str, help_on: str, help_off: str) -> None:
-    dest = name.replace("-", "_")
-    group.add_argument(f"--{name}", dest=dest, action="store_true", default=None, help=help_on)
-    group.add_argument(f"--no-{name}", dest=dest, action="store_false", help=help_off)
+class _Given(argparse.Action):
+    """Store an option's value and note in ``namespace._given`` that it was given, so that a
+    preset fills in only the options left out (``const`` set: a flag storing ``const``)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        if kwargs.get("const") is not None:
+            kwargs["nargs"] = 0
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+        namespace._given = {*getattr(namespace, "_given", ()), self.dest}
 
 
-def _add_train_arguments(p: argparse.ArgumentParser) -> None:
-    d = p.add_argument_group("data and label noise")
-    d.add_argument("--data", metavar="PATH",
-                   help="data root: RAF-DB layout (EmoLabel/list_patition_label.txt, "
-                        "Image/aligned/) or FER+ layout (FER2013Train|Valid|Test/label.csv). "
-                        "Default: the built-in synthetic faces, generated on first use.")
-    d.add_argument("--noise", type=float, metavar="RATE",
-                   help="symmetric label-noise rate injected into the training labels, seeded by "
-                        "--seed (default 0.3 on the synthetic data, 0 with --data)")
-    d.add_argument("--noise-file", metavar="FILE",
-                   help="EAC-format noisy train labels (e.g. noise03.txt); overrides --noise")
-    d.add_argument("--train-labels", metavar="CSV",
-                   help="FER+ layout: train on these labels (CSV 'image,label', e.g. FER2013's "
-                        "original labels from prepare-ferplus) while the votes stay the "
-                        "reference; images it does not list are left out")
-    d.add_argument("--vote-rule", choices=("majority", "plurality", "soft"),
-                   help="FER+ layout: votes -> label (default majority: FER+'s rule; soft: the "
-                        "vote distribution as target, baseline / aea only)")
-    d.add_argument("--noise-mode", choices=("exact", "bernoulli"),
-                   help="exact: flip round(rate*N) labels; bernoulli: flip each with prob. rate "
-                        "(default exact)")
-    d.add_argument("--image-size", type=int, metavar="PX",
-                   help="input side in pixels (default 32 synthetic, 100 RAF-DB as in the paper; "
-                        "most public code uses 224)")
+# Argument groups of `train --help`: the field that opens each group.
+_TRAIN_GROUPS = {"data": "data and label noise", "variant": "model", "epochs": "optimisation",
+                 "t": "method (docs/method.md) and its safeguards", "seed": "run"}
+_TYPES = {"int": int, "float": float, "str": str}
 
-    m = p.add_argument_group("model")
-    m.add_argument("--variant", choices=("baseline", "aea", "full"),
-                   help="paper Table I: baseline = ResNet18 + CE, aea = + AEA, full = dual branch "
-                        "+ AEA + noise model + correction (default full)")
-    m.add_argument("--pretrained", metavar="PATH|none",
-                   help="local ResNet18 backbone checkpoint (resnet18_msceleb.pth: "
-                        "{'state_dict': ...}, 'module.'-prefixed or bare); 'none' = random init. "
-                        "Default: none with --data; on the built-in data, a backbone pretrained "
-                        "once on the expressions of other synthetic faces (disjoint identities; "
-                        "cached)")
-    _bool_flag(m, "freeze-trunk", "freeze the shared stem + layer1",
-               "train the shared stem + layer1 (default: frozen iff --pretrained is given)")
-    m.add_argument("--anchor-inference", choices=("running", "batch"),
-                   help="AEA anchor at evaluation: running mean (default) or the eval batch "
-                        "mean (SLM-AEA; predictions then depend on the batch)")
-    m.add_argument("--sync-anchor", action="store_true", default=None,
-                   help="under torchrun: AEA's training anchor is the mean of the global batch "
-                        "over all processes (default: each process's own batch)")
 
-    o = p.add_argument_group("optimisation")
-    o.add_argument("--epochs", type=int, help="epochs (default 15 synthetic, 75 RAF-DB)")
-    o.add_argument("--batch-size", type=int,
-                   help="global training batch per optimiser step (default 32); under torchrun "
-                        "each of N processes takes batch/N, so N must divide it")
-    o.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
-    o.add_argument("--lr-gamma", type=float,
-                   help="ExponentialLR decay per epoch (default 0.9)")
-    o.add_argument("--weight-decay", type=float, help="Adam weight decay (default 0)")
-    o.add_argument("--augment", choices=("randaugment", "flip", "none"),
-                   help="randaugment: flip + RandAugment m5-n3-mstd0.5 + random erasing (the "
-                        "paper, default with --data); flip: flip + random erasing (default on "
-                        "the synthetic faces, whose small cues RandAugment destroys); none")
+def _default_text(f: dataclasses.Field, presets: dict[str, dict[str, Any]]) -> str:
+    """`` (default: X; preset P: Y)`` for ``f``, empty when it has no default value."""
+    shown = [f"default: {f.default}"] if f.default is not None else []
+    shown += [f"{name}: {values[f.name]}" for name, values in presets.items() if f.name in values]
+    return f" ({'; '.join(shown)})" if shown else ""
 
-    s = p.add_argument_group("method (paper sections 3-6) and safeguards (section 9)")
-    s.add_argument("--t", type=float, help="class-distribution mining threshold (default 0.7)")
-    s.add_argument("--beta", type=float, help="loss-weight schedule parameter (default 3)")
-    s.add_argument("--signal", choices=("cosine", "loss"),
-                   help="per-sample signal of the Beta mixture (default cosine)")
-    s.add_argument("--target-loss", choices=("kl", "kl+ce"),
-                   help="target branch loss: KL(q || target) (kl, the paper, default) or that "
-                        "plus the w-weighted CE on the given labels (kl+ce, ours)")
-    s.add_argument("--stats-pass", choices=("train", "eval"),
-                   help="noise-model input: the training pass's predictions (default; free) or "
-                        "an extra eval-mode pass over the train set (as the references; "
-                        "--paper-exact)")
-    s.add_argument("--paper-exact", action="store_true", default=None,
-                   help="the paper literally: no warm-up gate, plain-mean L1, non-monotone "
-                        "posterior, global fit, absolute t rule (overrides the options below)")
-    s.add_argument("--warmup", type=int, metavar="EPOCHS",
-                   help="ignore the fits of epochs 1..K (logged, not used): w = 1 during epochs "
-                        "1..K+1 (default ceil(beta); 0 with --paper-exact)")
-    _bool_flag(s, "gate", "use a fit's w only when its two components are separated (default)",
-               "use every fit's w")
-    _bool_flag(s, "monotone", "posterior monotone in the signal (default)",
-               "raw (possibly non-monotone) posterior")
-    _bool_flag(s, "per-class", "class-aware mixture fitting",
-               "one global mixture over all samples (default)")
-    s.add_argument("--mining-rule", choices=("absolute", "relative"),
-                   help="accept a class distribution when its diagonal >= t (absolute, default) "
-                        "or is the row's largest entry (relative)")
-    s.add_argument("--l1-normalize", choices=("weights", "batch"),
-                   help="L1 = sum w CE / sum w (weights, default) or mean w CE (batch, paper)")
 
-    r = p.add_argument_group("run")
-    r.add_argument("--seed", type=int, help="the one seed (noise, init, order, augmentation)")
-    r.add_argument("--out", metavar="DIR",
-                   help="run folder (default runs/fer/<data>-<variant>-noise<rate>-seed<seed>)")
-    r.add_argument("--device", help="cuda, cuda:1, cpu (default: CUDA when present)")
-    r.add_argument("--resume", action="store_true", default=None,
-                   help="continue from DIR/checkpoint.pt (same final result as uninterrupted)")
-    r.add_argument("--num-threads", type=int, help="torch CPU threads")
-    _bool_flag(r, "amp", "mixed precision on CUDA (default)", "float32 everywhere")
-    _bool_flag(r, "tensorboard", "TensorBoard logs when installed (default)", "no TensorBoard")
-    _bool_flag(r, "plots", "PNG plots at the end (default)", "no plots")
-    _bool_flag(r, "progress", "progress bar and per-epoch lines (default)", "quiet")
+def _add_config_arguments(parser: argparse.ArgumentParser, config_cls: type,
+                          presets: dict[str, dict[str, Any]],
+                          groups: dict[str, str] | None = None) -> None:
+    """One option per field of ``config_cls``: its default, type, choices and help come from the
+    field; booleans become ``--NAME`` / ``--no-NAME``."""
+    hints = typing.get_type_hints(config_cls)
+    group: Any = parser
+    for f in dataclasses.fields(config_cls):
+        if groups and f.name in groups:
+            group = parser.add_argument_group(groups[f.name])
+        flag = "--" + f.name.replace("_", "-")
+        help_text = (f.metadata["help"] + _default_text(f, presets)).replace("%", "%%")
+        kind = typing.get_args(hints[f.name]) or (hints[f.name],)
+        if bool in kind:
+            group.add_argument(flag, dest=f.name, action=_Given, const=True, default=f.default,
+                               help=help_text)
+            group.add_argument(f"--no-{f.name.replace('_', '-')}", dest=f.name, action=_Given,
+                               const=False, help=f"the opposite of {flag}")
+            continue
+        group.add_argument(flag, dest=f.name, action=_Given, default=f.default,
+                           type=next(t for t in kind if t is not type(None)),
+                           choices=f.metadata["choices"], metavar=f.metadata["metavar"],
+                           help=help_text)
+    parser.set_defaults(_given=())
+
+
+def _add_inference_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="checkpoint.pt written by train")
+    p.add_argument("--device", help="cuda or cpu (default: CUDA when present)")
+    p.add_argument("--batch-size", type=int, default=TrainConfig.eval_batch_size,
+                   help="batch size (default %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``noisylabel-fer`` argument parser with all subcommands."""
+    """The ``noisylabel-fer`` argument parser with all subcommands (imports no torch)."""
     parser = argparse.ArgumentParser(
         prog="noisylabel-fer",
         description="Facial expression recognition under label noise: the dual-branch network "
@@ -206,33 +137,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_train = sub.add_parser(
         "train", help="train a model (no arguments: built-in synthetic faces, 30%% noise)",
-        description="Train a paper Table I variant. Without --data: the built-in synthetic faces "
-                    "(32 px, 2000 train / 500 test, 30%% noise, 15 epochs, flip + erasing). With --data: the "
-                    "paper's RAF-DB defaults (100 px, batch 32, Adam 1e-3, ExponentialLR 0.9, "
-                    "75 epochs, t=0.7, beta=3).",
+        description="Train a paper Table I variant. Options left out come from a preset: "
+                    "synthetic-cpu without --data (the built-in synthetic faces), rafdb-paper "
+                    "with it (the paper's RAF-DB settings), or the one --preset names.",
     )
-    _add_train_arguments(p_train)
+    p_train.add_argument("--preset", choices=sorted(TRAIN_PRESETS),
+                         help="named defaults (default: synthetic-cpu without --data, "
+                              "rafdb-paper with it)")
+    _add_config_arguments(p_train, TrainConfig, TRAIN_PRESETS, _TRAIN_GROUPS)
+
+    p_pre = sub.add_parser(
+        "pretrain", help="pretrain the ResNet18 trunk on faces (synthetic, RAF-DB layout or "
+                         "class folders)",
+        description="Pretrain the ResNet18 trunk on faces; write an MS-Celeb-format checkpoint.")
+    _add_config_arguments(p_pre, PretrainConfig, PRETRAIN_PRESETS)
 
     p_eval = sub.add_parser("evaluate", help="accuracy and per-class table of a checkpoint",
                             description="Evaluate the target branch of a training checkpoint.")
-    p_eval.add_argument("checkpoint", help="checkpoint.pt written by train")
+    _add_inference_arguments(p_eval)
     p_eval.add_argument("--data", metavar="PATH",
                         help="data root (default: the one the checkpoint was trained on)")
     p_eval.add_argument("--split", choices=("test", "train", "valid"), default="test",
                         help="split to evaluate (default test; train uses the clean labels, "
                              "FER+: the votes; valid: FER+ layout only)")
-    p_eval.add_argument("--device", help="cuda or cpu (default: CUDA when present)")
-    p_eval.add_argument("--batch-size", type=int, default=256, help="eval batch size")
 
     p_pred = sub.add_parser("predict", help="class probabilities of images as CSV",
                             description="Predict expression probabilities for image files or "
-                                        "folders (jpg, jpeg, png, bmp) with the target branch.")
-    p_pred.add_argument("checkpoint", help="checkpoint.pt written by train")
+                                        "folders with the target branch.")
+    _add_inference_arguments(p_pred)
     p_pred.add_argument("inputs", nargs="+", help="image files and/or folders")
     p_pred.add_argument("--output", "-o", metavar="CSV",
                         help="write the CSV here (default: standard output)")
-    p_pred.add_argument("--device", help="cuda or cpu (default: CUDA when present)")
-    p_pred.add_argument("--batch-size", type=int, default=256, help="batch size")
 
     p_prep = sub.add_parser(
         "prepare-ferplus", help="write the FER+ layout from fer2013.csv and fer2013new.csv",
@@ -245,17 +180,6 @@ def build_parser() -> argparse.ArgumentParser:
     p_prep.add_argument("--out", required=True, metavar="DIR", help="folder to write the layout in")
     p_prep.add_argument("--overwrite", action="store_true",
                         help="replace a FER+ layout already in DIR")
-
-    for name, (module_name, help_text) in SUBCOMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        p_ext = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(p_ext)
-        p_ext.set_defaults(_run=module.run)
     return parser
 
 
@@ -266,27 +190,26 @@ def _fmt_rate(rate: float) -> str:
     return f"{rate:g}".replace(".", "")
 
 
-def train_config_from_args(args: argparse.Namespace) -> Any:
-    """Turn ``train`` arguments into a :class:`~noisylabel.apps.fer.train.TrainConfig`.
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Turn ``train`` arguments into a [`TrainConfig`][noisylabel.apps.fer.config.TrainConfig].
 
-    Options left unset take the regime's defaults: the synthetic ones without ``--data``, the
-    paper's RAF-DB ones with it. Without ``--data`` the built-in data set is generated here.
+    Options left out take the preset's values: ``--preset``, else ``synthetic-cpu`` without
+    ``--data`` and ``rafdb-paper`` with it. Without ``--data`` the built-in data set is
+    generated here, and (unless ``--pretrained`` is given) its backbone pretrained once.
     """
-    from noisylabel.apps.fer.train import TrainConfig
-
-    options = {k: v for k, v in vars(args).items()
-               if v is not None and k not in ("command", "_run")}
-    synthetic = options.get("data") is None
-    defaults = SYNTHETIC_TRAIN_DEFAULTS if synthetic else RAFDB_TRAIN_DEFAULTS
-    options = {**defaults, **options}
+    given = {name: getattr(args, name) for name in args._given}
+    synthetic = not given.get("data")
+    preset = args.preset or ("synthetic-cpu" if synthetic else "rafdb-paper")
+    options = {**TRAIN_PRESETS[preset], **given}
     if synthetic:
         options["data"] = str(synthetic_root())
         if options.get("pretrained") is None:  # the paper's regime: a face-pretrained trunk
             from noisylabel.apps.fer.pretrain import synthetic_backbone
 
             options["pretrained"] = str(synthetic_backbone(
-                SYNTHETIC_DEFAULTS, cache_home(), task=SYNTHETIC_PRETRAIN_TASK,
-                epochs=SYNTHETIC_PRETRAIN_EPOCHS,
+                fer_config.SYNTHETIC_DEFAULTS, cache_home(),
+                task=fer_config.SYNTHETIC_BACKBONE["task"],
+                epochs=fer_config.SYNTHETIC_BACKBONE["epochs"],
                 progress=options.get("progress", True)))
     if not synthetic and options.get("pretrained") is None:
         print("note: no --pretrained backbone: training from random initialisation. The paper "
@@ -296,17 +219,18 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         options["pretrained"] = None
     if options.get("noise_file"):
         options["noise"] = 0.0
-    if "out" not in options:
-        tag = "synthetic" if synthetic else Path(options["data"]).resolve().name
-        noise = "file" if options.get("noise_file") else _fmt_rate(options["noise"])
-        options["out"] = str(Path("runs") / "fer" / (
-            f"{tag}-{options.get('variant', 'full')}-noise{noise}-seed{options.get('seed', 0)}"))
-    return TrainConfig(**options)
+    config = TrainConfig(**options)
+    if "out" not in given:
+        tag = "synthetic" if synthetic else Path(config.data).resolve().name
+        noise = "file" if config.noise_file else _fmt_rate(config.noise)
+        config.out = str(Path(config.out) / f"{tag}-{config.variant}-noise{noise}-seed{config.seed}")
+    return config
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from noisylabel.apps.fer import distributed
-    from noisylabel.apps.fer.train import resolve_device, train
+    from noisylabel.apps.fer.engine import resolve_device
+    from noisylabel.apps.fer.train import train
 
     distributed.setup(resolve_device(args.device))  # under torchrun: join the process group
     main = distributed.is_main_process()
@@ -323,12 +247,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load_for_inference(checkpoint: str, device: str | None):
-    from noisylabel.apps.fer.train import (
-        TrainConfig,
-        build_model,
-        load_checkpoint,
-        resolve_device,
-    )
+    from noisylabel.apps.fer.engine import load_checkpoint, resolve_device
+    from noisylabel.apps.fer.train import build_model
 
     dev = resolve_device(device)
     ckpt = load_checkpoint(checkpoint)
@@ -340,22 +260,22 @@ def _load_for_inference(checkpoint: str, device: str | None):
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from noisylabel.apps.fer import data as fer_data
     from noisylabel.apps.fer import ferplus
+    from noisylabel.apps.fer.engine import predict_probs
+    from noisylabel.apps.fer.layouts import CLASS_NAMES, load_split
     from noisylabel.apps.fer.report import format_class_table
-    from noisylabel.apps.fer.train import predict_probs
 
     model, cfg, ckpt, dev = _load_for_inference(args.checkpoint, args.device)
     root = args.data or cfg.data
     if ferplus.is_ferplus(root):  # labelled by the vote rule the model was trained with
         split = ferplus.load_ferplus(root, args.split, cfg.image_size, cfg.vote_rule)
     else:
-        split = fer_data.load_split(root, args.split, image_size=cfg.image_size)
+        split = load_split(root, args.split, image_size=cfg.image_size)
     probs = predict_probs(model, split.images, "target", args.batch_size, dev)
     pred = probs.argmax(1).cpu().numpy()
     true = split.labels.numpy()
     acc = float((pred == true).mean())
-    names = ckpt.get("class_names") or list(fer_data.CLASS_NAMES[: cfg.num_classes])
+    names = ckpt.get("class_names") or list(CLASS_NAMES[: cfg.num_classes])
     print(f"checkpoint {args.checkpoint} (variant {cfg.variant}, epoch {ckpt['epoch']}, "
           f"{ckpt.get('regime', '')})")
     print(f"{args.split} split of {root}: {len(true)} images, accuracy {100 * acc:.2f}%")
@@ -363,10 +283,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-
-
 def _collect_images(inputs: Sequence[str]) -> list[Path]:
+    from noisylabel.apps.fer.image_cache import IMAGE_SUFFIXES
+
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
@@ -381,34 +300,30 @@ def _collect_images(inputs: Sequence[str]) -> list[Path]:
     return files
 
 
-def _read_image(path: Path, size: int):
-    """One image as uint8 (3, size, size), decoded and resized as ``load_split`` does."""
-    import numpy as np
-    import torch
-    from PIL import Image, UnidentifiedImageError
+def _read_images(files: Sequence[Path], size: int) -> Any:
+    """The images as one uint8 (N, 3, size, size) tensor, decoded as the loaders decode."""
+    from PIL import UnidentifiedImageError
 
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.Resampling.BICUBIC)
-            arr = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from None
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+    from noisylabel.apps.fer.image_cache import decode_image, stack_images
+
+    arrays = []
+    for path in files:
+        try:
+            arrays.append(decode_image(path, size))
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ValueError(f"cannot read image {path}: {exc}") from None
+    return stack_images(arrays)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import torch
-
-    from noisylabel.apps.fer import data as fer_data
-    from noisylabel.apps.fer.train import predict_probs
+    from noisylabel.apps.fer.engine import predict_probs
+    from noisylabel.apps.fer.layouts import CLASS_NAMES
 
     model, cfg, ckpt, dev = _load_for_inference(args.checkpoint, args.device)
     files = _collect_images(args.inputs)
-    images = torch.stack([_read_image(f, cfg.image_size) for f in files])
+    images = _read_images(files, cfg.image_size)
     probs = predict_probs(model, images, "target", args.batch_size, dev).cpu().numpy()
-    names = ckpt.get("class_names") or list(fer_data.CLASS_NAMES[: cfg.num_classes])
+    names = ckpt.get("class_names") or list(CLASS_NAMES[: cfg.num_classes])
     sink = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115
     try:
         writer = csv.writer(sink)
@@ -435,8 +350,29 @@ def _cmd_prepare_ferplus(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
-             "prepare-ferplus": _cmd_prepare_ferplus}
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    """``noisylabel-fer pretrain``: write the checkpoint and print its sha256."""
+    from noisylabel.apps.fer.pretrain import pretrain
+
+    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(PretrainConfig)}
+    if not options["data"]:  # faces whose identities are disjoint from the built-in set's
+        from noisylabel.apps.fer.synthetic import (
+            SyntheticFaceConfig,
+            disjoint_config,
+            generate_dataset,
+        )
+
+        source = disjoint_config(SyntheticFaceConfig(**fer_config.SYNTHETIC_DEFAULTS))
+        options["data"] = str(generate_dataset(cache_home() / f"synthetic-{source.hash()}",
+                                               source))
+    result = pretrain(PretrainConfig(**options))
+    print(f"wrote {result['path']} ({result['num_classes']}-way {result['task']} head, held-out "
+          f"accuracy {100 * result['test_acc']:.1f}%)\nsha256 {result['sha256']}")
+    return 0
+
+
+_COMMANDS = {"train": _cmd_train, "pretrain": _cmd_pretrain, "evaluate": _cmd_evaluate,
+             "predict": _cmd_predict, "prepare-ferplus": _cmd_prepare_ferplus}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -446,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    run = getattr(args, "_run", None) or _COMMANDS[args.command]
+    run = _COMMANDS[args.command]
     try:
         return int(run(args) or 0)
     except (ValueError, FileNotFoundError) as exc:

@@ -1,13 +1,13 @@
 """torch.distributed plumbing of the FER trainer: launch detection, ranks, sharding, sums.
 
 A process started by ``torchrun`` (or ``python -m torch.distributed.run``) finds ``WORLD_SIZE``,
-``RANK`` and ``LOCAL_RANK`` in its environment; :func:`setup` then joins the process group
-(NCCL on GPUs, each rank pinned to ``cuda:LOCAL_RANK``; gloo on CPU) and :func:`teardown` leaves
+``RANK`` and ``LOCAL_RANK`` in its environment; [`setup`][noisylabel.apps.fer.distributed.setup] then joins the process group
+(NCCL on GPUs, each rank pinned to ``cuda:LOCAL_RANK``; gloo on CPU) and [`teardown`][noisylabel.apps.fer.distributed.teardown] leaves
 it. Without those variables every helper here behaves as a single process of world size 1, so
 the trainer has one code path.
 
-Every rank draws the same epoch permutation from the same seeded generator; :func:`shard` gives
-the rank its part of it, as :class:`torch.utils.data.DistributedSampler` with ``shuffle=False``
+Every rank draws the same epoch permutation from the same seeded generator; [`shard`][noisylabel.apps.fer.distributed.shard] gives
+the rank its part of it, as ``torch.utils.data.DistributedSampler`` with ``shuffle=False``
 would over the permuted indices.
 """
 
@@ -139,11 +139,11 @@ def shard(
 ) -> torch.Tensor:
     """This rank's part of a sequence of dataset indices.
 
-    With R ranks and N indices this is :class:`~torch.utils.data.DistributedSampler`'s
+    With R ranks and N indices this is ``torch.utils.data.DistributedSampler``'s
     split (``shuffle=False, drop_last=False``): the sequence is repeated from its start up to
     ``R * ceil(N / R)`` entries and rank r takes entries ``r, r + R, r + 2R, ...``, so every rank
     gets ``ceil(N / R)`` indices (equal step counts for DDP) and up to R - 1 indices are seen
-    twice per epoch (:func:`block` splits without repeats).
+    twice per epoch ([`block`][noisylabel.apps.fer.distributed.block] splits without repeats).
 
     Parameters
     ----------
@@ -171,7 +171,7 @@ def block(n: int, rank: int | None = None, world_size: int | None = None) -> sli
 
     Rank r of R gets ``floor(r n / R) .. floor((r + 1) n / R) - 1`` (sizes differ by at most
     one; a slice, so ``images[block(n)]`` is a view, not a copy). For evaluation and
-    statistics passes, whose results are summed (:func:`all_reduce_sum`) or recorded by index.
+    statistics passes, whose results are summed ([`all_reduce_sum`][noisylabel.apps.fer.distributed.all_reduce_sum]) or recorded by index.
     """
     r = get_rank() if rank is None else rank
     size = get_world_size() if world_size is None else world_size

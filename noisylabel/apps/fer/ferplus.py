@@ -34,8 +34,9 @@ import torch
 from PIL import Image
 
 from noisylabel.annotators import NO_LABEL, soft_vote_targets, vote_agreement, vote_labels
-from noisylabel.apps.fer import data as fer_data
 from noisylabel.apps.fer.classes import CLASS_NAMES
+from noisylabel.apps.fer.image_cache import decode_images
+from noisylabel.apps.fer.layouts import FERSplit
 from noisylabel.apps.fer.report import atomic_write_text
 
 __all__ = ["FER2013_CLASSES", "FER2013_TRAIN_LABELS", "FERPLUS_SPLITS", "VOTE_COLUMNS",
@@ -210,7 +211,7 @@ def load_ferplus(
     rule: str = "majority",
     train_labels: str | os.PathLike | None = None,
     cache: bool = True,
-) -> fer_data.FERSplit:
+) -> FERSplit:
     """Load one split of a FER+ folder: images, vote-rule labels, agreement, soft targets.
 
     Parameters
@@ -228,7 +229,8 @@ def load_ferplus(
         images it does not list are left out (counted as ``"not in train-labels"``). Only for
         ``split="train"``.
     cache : bool
-        Use the on-disk image cache of :func:`noisylabel.apps.fer.data.decode_images`.
+        Use the on-disk image cache of
+        [`decode_images`][noisylabel.apps.fer.image_cache.decode_images].
 
     Returns
     -------
@@ -269,9 +271,9 @@ def load_ferplus(
             raise FileNotFoundError(f"{label_path}, line {lines[i]}: image {names[i]} not found "
                                     f"in {folder}")
     tag = f"ferplus-{split}-{rule}"
-    images = fer_data.decode_images(paths, label_path, tag, image_size, cache=cache)
+    images = decode_images(paths, label_path, tag, image_size, cache=cache)
     soft = soft_vote_targets(counts[keep][:, _COLUMN_OF_CLASS]) if rule == "soft" else None
-    return fer_data.FERSplit(
+    return FERSplit(
         kept_names, images, torch.as_tensor(labels[keep]), CLASS_NAMES, Path(root),
         agreement=torch.as_tensor(vote_agreement(counts, vote_labels(counts, rule))[keep]),
         soft_targets=None if soft is None else torch.as_tensor(soft, dtype=torch.float32),

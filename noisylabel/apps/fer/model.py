@@ -6,13 +6,13 @@ Variants (``create_model(variant, ...)``):
 * ``aea``: ResNet18 with Average Expression Anchoring on the pooled feature, one branch.
 * ``full``: the dual-branch network. A shared trunk (``conv1, bn1, act1, maxpool, layer1``) feeds
   two branches, the auxiliary and the target one, each a deep copy of ``layer2-4`` followed by
-  global average pooling, an :class:`~noisylabel.layers.AverageAnchor` and its own linear head.
+  global average pooling, an [`AverageAnchor`][noisylabel.layers.AverageAnchor] and its own linear head.
 
 Both branches are deep copies of the same ``layer2-4`` (the pretrained ones when a checkpoint is
 given), so they start from identical weights; the two linear heads are initialised independently
-(SPEC 9.6). The trunk is frozen when a pretrained checkpoint is loaded (as in Ada-DF; a frozen
+(docs/method.md, "The per-epoch noise model and its safeguards"). The trunk is frozen when a pretrained checkpoint is loaded (as in Ada-DF; a frozen
 trunk also keeps its BatchNorm statistics fixed) and trained from random initialisation otherwise
-(SPEC 1): a frozen random stem would cripple the network.
+(docs/method.md): a frozen random stem would cripple the network.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class FERBranch(nn.Module):
     anchor : bool
         Apply Average Expression Anchoring ``f' = f + a * mean_batch(f)`` on the pooled feature.
     anchor_inference : {"running", "batch"}
-        Anchor used in eval mode (see :class:`~noisylabel.layers.AverageAnchor`).
+        Anchor used in eval mode (see [`AverageAnchor`][noisylabel.layers.AverageAnchor]).
     """
 
     def __init__(
@@ -137,7 +137,7 @@ class FERNet(nn.Module):
         return self
 
     def forward(self, x: Tensor) -> FEROutput:
-        """Return :class:`FEROutput` logits for images ``x`` (B, 3, H, W), normalised floats."""
+        """Return ``FEROutput`` logits for images ``x`` (B, 3, H, W), normalised floats."""
         h = self.trunk(x)
         aux = self.aux(h) if self.aux is not None else None
         return FEROutput(target=self.target(h), aux=aux)
@@ -307,7 +307,7 @@ def create_model(
     num_classes : int
         Number of expression classes (7 for RAF-DB).
     pretrained : str, Path or None
-        Local ResNet18 checkpoint (see :func:`load_backbone_checkpoint`); None = random init.
+        Local ResNet18 checkpoint (see ``load_backbone_checkpoint``); None = random init.
         Nothing is ever downloaded.
     anchor_inference : {"running", "batch"}
         AEA anchor at eval time: the running mean (default) or the eval batch's mean (SLM-AEA).

@@ -1,13 +1,13 @@
 """Pretrain the ResNet18 backbone on faces: the synthetic stand-in for MS-Celeb-1M.
 
-The paper starts from a ResNet18 trained to recognise identities on MS-Celeb-1M; SPEC 9 shows the
-method needs such a start (from scratch ``full`` does not beat plain CE). :func:`pretrain` trains
+The paper starts from a ResNet18 trained to recognise identities on MS-Celeb-1M; docs/method.md
+("The per-epoch noise model and its safeguards") shows the method needs such a start (from scratch ``full`` does not beat plain CE). [`pretrain`][noisylabel.apps.fer.pretrain.pretrain] trains
 timm's ``resnet18`` to recognise identities (``task="identity"``) or expressions
 (``task="expression"``) on one of two data layouts, found by what the data root holds:
 
-* RAF-DB layout (``EmoLabel/`` present, :func:`~noisylabel.apps.fer.data.load_split`): identities
+* RAF-DB layout (``EmoLabel/`` present, [`load_split`][noisylabel.apps.fer.layouts.load_split]): identities
   from ``EmoLabel/identities.csv`` (synthetic sets write it), expressions from the label file;
-* class folders (``train/`` present, :func:`~noisylabel.apps.fer.data.load_class_folders`):
+* class folders (``train/`` present, [`load_class_folders`][noisylabel.apps.fer.layouts.load_class_folders]):
   ``train/<class>/*.jpg|*.jpeg|*.png`` and optionally ``test/<class>/...``; the folders are the
   identities or the expression classes, as many as there are (when ``test/`` is absent a 10%
   holdout of ``train/``, drawn with the run's seed, is the held-out split).
@@ -19,7 +19,7 @@ so K need not be 7). Next to it: ``FILE.sha256`` (``sha256sum`` format) and ``FI
 layout, class count, and for class folders the class names, accuracy on the held-out split,
 settings, data hash, sha256).
 
-:func:`synthetic_backbone` is what ``noisylabel-fer train`` uses on the built-in data: it
+[`synthetic_backbone`][noisylabel.apps.fer.pretrain.synthetic_backbone] is what ``noisylabel-fer train`` uses on the built-in data: it
 generates a source set whose identities are disjoint from the target set's (as MS-Celeb's are
 from RAF-DB's) and pretrains on it once; the result is cached next to the generated data, keyed
 by the generator's and the pretraining's settings.
@@ -27,12 +27,11 @@ by the generator's and the pretraining's settings.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,65 +40,25 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from tqdm.auto import tqdm
 
-from noisylabel.apps.fer import data as fer_data
+from noisylabel.apps.fer import layouts
+from noisylabel.apps.fer.augment import make_augment
+from noisylabel.apps.fer.config import SYNTHETIC_BACKBONE, PretrainConfig
+from noisylabel.apps.fer.engine import (
+    Runtime,
+    batch_slices,
+    epoch_permutation,
+    predict_probs,
+    train_one_epoch,
+)
 from noisylabel.apps.fer.report import atomic_torch_save, write_json
 
-__all__ = ["PretrainConfig", "pretrain", "synthetic_backbone", "add_arguments", "run"]
+__all__ = ["PretrainConfig", "pretrain", "synthetic_backbone"]
 
 HOLDOUT = 0.1
 """Fraction of ``train/`` held out (with the run's seed) when class folders have no ``test/``."""
 
 
-@dataclass
-class PretrainConfig:
-    """Options of a backbone pretraining run.
-
-    Parameters
-    ----------
-    data : str
-        Data root: RAF-DB layout (for ``task="identity"`` it needs ``EmoLabel/identities.csv``)
-        or class folders ``train/<class>/*.jpg`` (optional ``test/<class>/``); see the module
-        docstring.
-    task : {"identity", "expression"}
-        What the network learns to recognise.
-    out : str
-        Checkpoint file to write (plus ``.sha256`` and ``.json`` beside it).
-    image_size, epochs, batch_size, lr, lr_gamma : training settings
-        Adam(lr), ExponentialLR(lr_gamma) per epoch, cross-entropy.
-    augment : {"randaugment", "flip", "none"}
-        As :attr:`TrainConfig.augment <noisylabel.apps.fer.train.TrainConfig>`.
-    seed : int
-        Initialisation, data order and augmentation.
-    device : str or None
-        None = CUDA when present, else CPU.
-    progress : bool
-        Progress bar and per-epoch lines.
-    """
-
-    data: str = ""
-    task: str = "identity"
-    out: str = "pretrained/resnet18_faces.pth"
-    image_size: int = 32
-    epochs: int = 6
-    batch_size: int = 64
-    lr: float = 1e-3
-    lr_gamma: float = 0.9
-    augment: str = "flip"
-    seed: int = 0
-    device: str | None = None
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.augment not in ("randaugment", "flip", "none"):
-            raise ValueError(f"augment={self.augment!r}; choose randaugment, flip or none")
-        if self.task not in ("identity", "expression"):
-            raise ValueError(f"task={self.task!r}; choose 'identity' or 'expression'")
-        for name in ("epochs", "batch_size", "image_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
-
-
-def _labels(split: fer_data.FERSplit, task: str, identities: dict[str, int] | None,
+def _labels(split: layouts.FERSplit, task: str, identities: dict[str, int] | None,
             id_index: dict[int, int] | None) -> torch.Tensor:
     if task == "expression":
         return split.labels
@@ -107,6 +66,14 @@ def _labels(split: fer_data.FERSplit, task: str, identities: dict[str, int] | No
     if missing:
         raise ValueError(f"{split.root}: no identity for {missing[:5]} in identities.csv")
     return torch.tensor([id_index[identities[n]] for n in split.names], dtype=torch.int64)
+
+
+def _step(logits: torch.Tensor, idx: torch.Tensor, labels: torch.Tensor
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy of one batch and its sums: loss, correct."""
+    loss = F.cross_entropy(logits, labels[idx])
+    return loss, torch.stack([loss.detach() * len(idx),
+                              (logits.argmax(1) == labels[idx]).sum().float()])
 
 
 def pretrain(config: PretrainConfig) -> dict[str, Any]:
@@ -125,14 +92,13 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     ------
     FileNotFoundError
         The data root holds neither layout (see
-        :func:`~noisylabel.apps.fer.data.detect_layout`), or a file is missing.
+        [`detect_layout`][noisylabel.apps.fer.layouts.detect_layout]), or a file is missing.
     ValueError
         Malformed data (the message names the file or folder).
     """
-    from noisylabel.apps.fer.train import make_augment, resolve_device
-
-    layout = fer_data.detect_layout(config.data)
-    device = resolve_device(config.device)
+    layout = layouts.detect_layout(config.data)
+    rt = Runtime.create(config.device, join=False)  # float32, no torchrun group
+    device = rt.device
     torch.manual_seed(config.seed)
     layout_info: dict[str, Any] = {"layout": layout}
     if layout == "ferplus":  # expressions by FER+ majority vote; FER2013Valid is held out
@@ -144,12 +110,12 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         train_set = load_ferplus(config.data, "train", config.image_size)
         test_set = load_ferplus(config.data, "valid", config.image_size)
         y_train, y_test = train_set.labels.to(device), test_set.labels.to(device)
-        num_classes = len(fer_data.CLASS_NAMES)
+        num_classes = len(layouts.CLASS_NAMES)
         layout_info["held_out"] = "FER2013Valid"
     elif layout == "class-folders":
-        train_set = fer_data.load_class_folders(config.data, "train", config.image_size,
+        train_set = layouts.load_class_folders(config.data, "train", config.image_size,
                                                 holdout=HOLDOUT, seed=config.seed)
-        test_set = fer_data.load_class_folders(config.data, "test", config.image_size,
+        test_set = layouts.load_class_folders(config.data, "test", config.image_size,
                                                holdout=HOLDOUT, seed=config.seed)
         y_train, y_test = train_set.labels.to(device), test_set.labels.to(device)
         num_classes = len(train_set.class_names)
@@ -157,17 +123,17 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         layout_info["held_out"] = ("test/" if (Path(config.data) / "test").is_dir()
                                    else f"{HOLDOUT:.0%} of train/ (seed {config.seed})")
     else:
-        train_set = fer_data.load_split(config.data, "train", image_size=config.image_size)
-        test_set = fer_data.load_split(config.data, "test", image_size=config.image_size)
+        train_set = layouts.load_split(config.data, "train", image_size=config.image_size)
+        test_set = layouts.load_split(config.data, "test", image_size=config.image_size)
         identities = id_index = None
         if config.task == "identity":
-            identities = fer_data.read_identities(config.data)
+            identities = layouts.read_identities(config.data)
             ids = sorted({identities[n] for n in [*train_set.names, *test_set.names]
                           if n in identities})
             id_index = {k: i for i, k in enumerate(ids)}
         y_train = _labels(train_set, config.task, identities, id_index).to(device)
         y_test = _labels(test_set, config.task, identities, id_index).to(device)
-        num_classes = len(id_index) if id_index is not None else len(fer_data.CLASS_NAMES)
+        num_classes = len(id_index) if id_index is not None else len(layouts.CLASS_NAMES)
     model = timm.create_model("resnet18", pretrained=False, num_classes=num_classes).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_gamma)
@@ -182,27 +148,14 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     test_acc = float("nan")
     for epoch in range(1, config.epochs + 1):
         model.train()
-        batches = fer_data.batch_slices(torch.randperm(n, generator=order_gen),
-                                          config.batch_size)
-        total = torch.zeros(2, device=device)
-        for idx in tqdm(batches, desc=f"pretrain {config.task} {epoch}/{config.epochs}",
-                        leave=False, disable=not config.progress):
-            idx = idx.to(device)
-            x = augment(images[idx], generator=aug_gen) if augment is not None \
-                else fer_data.normalize(images[idx])
-            logits = model(x)
-            loss = F.cross_entropy(logits, y_train[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += torch.stack([loss.detach() * len(idx),
-                                  (logits.argmax(1) == y_train[idx]).sum().float()])
+        batches = batch_slices(epoch_permutation(n, order_gen), config.batch_size)
+        total = train_one_epoch(
+            model, functools.partial(_step, labels=y_train), batches, images, optimizer, rt,
+            augment, aug_gen, f"pretrain {config.task} {epoch}/{config.epochs}",
+            config.progress)
         scheduler.step()
-        model.eval()
-        with torch.no_grad():
-            pred = torch.cat([model(fer_data.normalize(test_images[i : i + 256])).argmax(1)
-                              for i in range(0, len(y_test), 256)])
-        test_acc = float((pred == y_test).float().mean())
+        probs = predict_probs(model, test_images, None, 256, device)
+        test_acc = float((probs.argmax(1) == y_test).float().mean())
         if config.progress:
             tqdm.write(f"pretrain {config.task} epoch {epoch:>2}  loss {total[0].item() / n:.3f}"
                        f"  train {100 * total[1].item() / n:.1f}%  held-out {100 * test_acc:.1f}%")
@@ -233,8 +186,9 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
             "task": config.task, "layout": layout}
 
 
-def synthetic_backbone(target_settings: dict[str, Any], root: Path, task: str = "identity",
-                       epochs: int = 4, progress: bool = True) -> Path:
+def synthetic_backbone(target_settings: dict[str, Any], root: Path,
+                       task: str = SYNTHETIC_BACKBONE["task"],
+                       epochs: int = SYNTHETIC_BACKBONE["epochs"], progress: bool = True) -> Path:
     """Pretrained backbone for the built-in synthetic data, made once and cached.
 
     A source data set with identities disjoint from the target's (same generator, other faces,
@@ -269,52 +223,3 @@ def synthetic_backbone(target_settings: dict[str, Any], root: Path, task: str = 
     print(f"pretrained backbone: held-out {task} accuracy {100 * result['test_acc']:.1f}%, "
           f"sha256 {result['sha256']}", flush=True)
     return path
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``noisylabel-fer pretrain``."""
-    parser.add_argument("--task", choices=("identity", "expression"), default="identity",
-                        help="recognise identities (MS-Celeb-like; in RAF-DB layout needs "
-                             "EmoLabel/identities.csv) or expressions (default identity)")
-    parser.add_argument("--data", metavar="PATH",
-                        help="data root, RAF-DB layout (EmoLabel/, Image/aligned/) or class "
-                             "folders (train/<class>/*.jpg|*.jpeg|*.png, optional "
-                             f"test/<class>/, else {100 * HOLDOUT:g}%% of train/ is held out; "
-                             "the folders are the identities or expressions). Default: a "
-                             "synthetic set whose identities are disjoint from the built-in "
-                             "training set's")
-    parser.add_argument("--out", metavar="FILE", default="pretrained/resnet18_faces.pth",
-                        help="checkpoint to write; FILE.sha256 and FILE.json are written beside")
-    parser.add_argument("--image-size", type=int, default=32, help="input side (default 32)")
-    parser.add_argument("--epochs", type=int, default=6, help="epochs (default 6)")
-    parser.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
-    parser.add_argument("--augment", choices=("randaugment", "flip", "none"), default="flip",
-                        help="training augmentation (default flip: flip + random erasing)")
-    parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    parser.add_argument("--device", help="cuda or cpu (default: CUDA when present)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="no progress bar")
-
-
-def run(args: argparse.Namespace) -> int:
-    """``noisylabel-fer pretrain``: write the checkpoint and print its sha256."""
-    data = args.data
-    if data is None:
-        from noisylabel.apps.fer.cli import SYNTHETIC_DEFAULTS, cache_home
-        from noisylabel.apps.fer.synthetic import (
-            SyntheticFaceConfig,
-            disjoint_config,
-            generate_dataset,
-        )
-
-        source = disjoint_config(SyntheticFaceConfig(**SYNTHETIC_DEFAULTS))
-        data = str(generate_dataset(cache_home() / f"synthetic-{source.hash()}", source))
-    result = pretrain(PretrainConfig(
-        data=data, task=args.task, out=args.out, image_size=args.image_size, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, augment=args.augment, seed=args.seed,
-        device=args.device,
-        progress=args.progress))
-    print(f"wrote {result['path']} ({result['num_classes']}-way {result['task']} head, held-out "
-          f"accuracy {100 * result['test_acc']:.1f}%)\nsha256 {result['sha256']}")
-    return 0

@@ -123,7 +123,7 @@ def summarize_accuracy(test_acc: Sequence[float], last: int = 5) -> dict[str, fl
 
 
 def format_accuracy_table(summary: Mapping[str, Any], branch: str = "target") -> str:
-    """Render :func:`summarize_accuracy`'s dict as a small text table (accuracies in %)."""
+    """Render [`summarize_accuracy`][noisylabel.apps.fer.report.summarize_accuracy]'s dict as a small text table (accuracies in %)."""
     n = min(5, int(summary["epochs"]))
     rows = [
         ("final epoch", f"{100 * summary['final']:.2f}"),

@@ -28,10 +28,10 @@ then JPEG compression.
 Everything is deterministic from the seeds. Identity ``k`` (an integer id) draws its parameters
 from a random stream keyed by ``(identity_seed, k)``; an image draws from a stream keyed by
 ``(seed, split, index)``. Identity ids are ``identity_offset + 0 .. n_identities - 1``, so a
-source set built with :func:`disjoint_config` (ids after the target's ids) has no identity in
+source set built with ``disjoint_config`` (ids after the target's ids) has no identity in
 common with its target (for expression pretraining on other faces).
 
-Layout written by :func:`generate_dataset` (RAF-DB's, plus two extra files)::
+Layout written by [`generate_dataset`][noisylabel.apps.fer.synthetic.generate_dataset] (RAF-DB's, plus two extra files)::
 
     root/EmoLabel/list_patition_label.txt   train_00001.jpg 5   (1-based labels, train_* then test_*)
     root/EmoLabel/identities.csv            name,identity
@@ -135,10 +135,10 @@ class SyntheticFaceConfig:
         Seed of the identity streams; None uses ``seed``.
     identity_offset : int
         Identity ids are ``identity_offset + 0 .. n_identities - 1``; identities with different
-        ids have parameters from different streams. See :func:`disjoint_config`.
+        ids have parameters from different streams. See ``disjoint_config``.
     class_priors : "uniform", "rafdb" or a sequence of 7 floats
         Class frequencies. "uniform" gives exactly balanced splits (counts differ by at most one),
-        "rafdb" RAF-DB's training frequencies (:data:`RAFDB_PRIORS`).
+        "rafdb" RAF-DB's training frequencies (``RAFDB_PRIORS``).
     intensity_range : (float, float)
         Per-image expression intensity ``s`` is uniform on this interval.
     cue_noise : float
@@ -234,7 +234,7 @@ class SyntheticFaceConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> SyntheticFaceConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ValueError."""
+        """Inverse of [`to_dict`][noisylabel.apps.fer.synthetic.SyntheticFaceConfig.to_dict]; unknown keys raise ValueError."""
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -391,7 +391,7 @@ def expression_cues(
     intensity : float
         Expression intensity ``s`` (1 = the prototype).
     rest, noise : sequence of float, optional
-        Per-cue offsets (identity's resting expression, per-image jitter), in :data:`CUES` order.
+        Per-cue offsets (identity's resting expression, per-image jitter), in [`CUES`][noisylabel.apps.fer.synthetic.CUES] order.
 
     Returns
     -------
@@ -592,9 +592,9 @@ def render_face(
     Parameters
     ----------
     identity : FaceIdentity
-        From :func:`make_identity`.
+        From [`make_identity`][noisylabel.apps.fer.synthetic.make_identity].
     cues : dict
-        From :func:`expression_cues`.
+        From [`expression_cues`][noisylabel.apps.fer.synthetic.expression_cues].
     conditions : Conditions, optional
         Pose, lighting and noise; default none.
     image_size : int
@@ -691,12 +691,12 @@ class _IdentityPool:
 
 def render_split(config: SyntheticFaceConfig, split: str
                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Render one split in memory (for probes and tests; :func:`generate_dataset` writes JPEGs).
+    """Render one split in memory (for probes and tests; [`generate_dataset`][noisylabel.apps.fer.synthetic.generate_dataset] writes JPEGs).
 
     Returns
     -------
     images : np.ndarray uint8 (N, H, W, 3)
-    meta : dict from :func:`sample_split`
+    meta : dict from [`sample_split`][noisylabel.apps.fer.synthetic.sample_split]
     """
     meta = sample_split(config, split)
     pool = _IdentityPool(config)

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from noisylabel.apps.fer import cli
+from noisylabel.apps.fer import config as fer_config
+from noisylabel.apps.fer.config import PretrainConfig, TrainConfig
 
 TINY = ["--image-size", "16", "--batch-size", "16", "--device", "cpu", "--no-progress",
         "--no-tensorboard", "--seed", "1"]
@@ -74,8 +76,8 @@ def test_errors_name_the_file(tmp_path: Path, capsys) -> None:
 
 def test_default_train_uses_the_cached_synthetic_set(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("NOISYLABEL_HOME", str(tmp_path))
-    monkeypatch.setattr(cli, "SYNTHETIC_PRETRAIN_EPOCHS", 1)
-    monkeypatch.setattr(cli, "SYNTHETIC_DEFAULTS",
+    monkeypatch.setitem(fer_config.SYNTHETIC_BACKBONE, "epochs", 1)
+    monkeypatch.setattr(fer_config, "SYNTHETIC_DEFAULTS",
                         {"n_train": 14, "n_test": 7, "image_size": 16, "n_identities": 3})
     args = cli.build_parser().parse_args(["train"])
     config = cli.train_config_from_args(args)
@@ -88,12 +90,12 @@ def test_default_train_uses_the_cached_synthetic_set(monkeypatch, tmp_path: Path
     backbone = Path(config.pretrained)
     assert backbone.parent.parent == tmp_path and backbone.is_file()
     info = json.loads(Path(f"{backbone}.json").read_text())
-    assert info["task"] == cli.SYNTHETIC_PRETRAIN_TASK == "expression" and info["sha256"] in Path(f"{backbone}.sha256").read_text()
+    assert info["task"] == fer_config.SYNTHETIC_BACKBONE["task"] == "expression" and info["sha256"] in Path(f"{backbone}.sha256").read_text()
     mtime = backbone.stat().st_mtime_ns
     again = cli.train_config_from_args(cli.build_parser().parse_args(["train", "--no-progress"]))
     assert again.pretrained == config.pretrained and backbone.stat().st_mtime_ns == mtime  # cached
     # other generator settings: a new data set and a new backbone, the old ones untouched
-    monkeypatch.setattr(cli, "SYNTHETIC_DEFAULTS",
+    monkeypatch.setattr(fer_config, "SYNTHETIC_DEFAULTS",
                         {"n_train": 14, "n_test": 7, "image_size": 16, "n_identities": 4})
     changed = cli.train_config_from_args(cli.build_parser().parse_args(["train"]))
     assert changed.data != config.data and changed.pretrained != config.pretrained
@@ -113,3 +115,37 @@ def test_installed_console_script_help() -> None:
     assert done.returncode == 0, done.stderr
     for option in ("--data", "--noise", "--paper-exact", "--pretrained", "--resume", "--warmup"):
         assert option in done.stdout
+
+
+@pytest.mark.parametrize("command,config_cls", [("train", TrainConfig),
+                                                ("pretrain", PretrainConfig)])
+def test_every_parser_default_is_its_dataclass_field(command: str, config_cls: type) -> None:
+    import dataclasses
+
+    args = cli.build_parser().parse_args([command])
+    for f in dataclasses.fields(config_cls):
+        assert getattr(args, f.name) == f.default, f.name
+    assert args._given == ()  # nothing given: the preset decides
+
+
+def test_options_left_out_come_from_the_preset() -> None:
+    parse = cli.build_parser().parse_args
+    rafdb = cli.train_config_from_args(parse(["train", "--data", "x", "--pretrained", "none",
+                                              "--epochs", "75", "--no-gate"]))
+    assert rafdb == TrainConfig(data="x", epochs=75, gate=False,
+                                out=str(Path("runs/fer/x-full-noise0-seed0")))
+    wide = cli.train_config_from_args(parse(["train", "--data", "x", "--preset", "rafdb-224",
+                                             "--pretrained", "none", "--out", "o"]))
+    assert wide == fer_config.train_preset("rafdb-224", data="x", out="o")
+
+
+def test_help_imports_neither_torch_nor_timm() -> None:
+    code = ("import sys\n"
+            "from noisylabel.apps.fer import cli\n"
+            "try:\n    cli.main(['train', '--help'])\nexcept SystemExit:\n    pass\n"
+            "try:\n    cli.main(['pretrain', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules, 'timm' in sys.modules, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == "False False"

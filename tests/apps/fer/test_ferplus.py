@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from noisylabel.apps.fer import cli
-from noisylabel.apps.fer import data as fer_data
+from noisylabel.apps.fer import layouts as fer_data
 from noisylabel.apps.fer.classes import CLASS_NAMES
 from noisylabel.apps.fer.ferplus import (
     FER2013_TRAIN_LABELS,

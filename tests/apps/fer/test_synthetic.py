@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from noisylabel.apps.fer.data import CLASS_NAMES, load_split, read_identities, read_label_file
+from noisylabel.apps.fer.layouts import CLASS_NAMES, load_split, read_identities, read_label_file
 from noisylabel.apps.fer.synthetic import (
     CLASS_NAMES as SYN_CLASS_NAMES,
 )

@@ -77,14 +77,6 @@ def test_paper_exact_restores_the_literal_method() -> None:
         TrainConfig(data="x", augment="strong")
 
 
-def test_augmentations() -> None:
-    from noisylabel.apps.fer.train import make_augment
-
-    assert make_augment("none") is None
-    assert make_augment("flip").ops == ()
-    assert len(make_augment("randaugment").ops) > 0
-
-
 def test_resume_reaches_the_same_result(tiny_faces: Path, tmp_path: Path) -> None:
     # warm-up 1 and no gate so that the mixture's w and the mined D shape epochs 2 and 3
     kw = dict(variant="full", warmup=1, gate=False, epochs=3)
@@ -108,7 +100,7 @@ def test_resume_refuses_changed_options(tiny_faces: Path, tmp_path: Path) -> Non
 
 
 def test_noise_file_replaces_the_labels(tiny_faces: Path, tmp_path: Path) -> None:
-    from noisylabel.apps.fer.data import load_split
+    from noisylabel.apps.fer.layouts import load_split
     from noisylabel.noise import write_noise_file
 
     split = load_split(tiny_faces, "train", image_size=16)

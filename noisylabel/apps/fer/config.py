@@ -1,0 +1,406 @@
+"""Configuration of the FER application: every option, its default and its help text, once.
+
+[`TrainConfig`][noisylabel.apps.fer.config.TrainConfig] and
+[`PretrainConfig`][noisylabel.apps.fer.config.PretrainConfig] hold the options of a training and
+a pretraining run. Each field carries its command-line help in ``metadata["help"]``; the
+``noisylabel-fer`` parser is built from the fields (``cli``), so a
+default is written in one place only.
+
+Named presets, in the spirit of timm's ``default_cfgs``, are overrides of those defaults:
+[`TRAIN_PRESETS`][noisylabel.apps.fer.config.TRAIN_PRESETS] (``rafdb-paper``, the dataclass
+defaults; ``rafdb-224``; ``synthetic-cpu``, what ``noisylabel-fer train`` runs without
+``--data``) and [`PRETRAIN_PRESETS`][noisylabel.apps.fer.config.PRETRAIN_PRESETS]. Build a
+configuration from one with [`train_preset`][noisylabel.apps.fer.config.train_preset] or
+[`pretrain_preset`][noisylabel.apps.fer.config.pretrain_preset].
+
+Generated data, pretrained backbones and image caches live under
+[`cache_home`][noisylabel.apps.fer.config.cache_home] (``$NOISYLABEL_HOME``).
+
+This module imports neither torch nor timm, so ``noisylabel-fer --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TrainConfig", "PretrainConfig", "TRAIN_PRESETS", "PRETRAIN_PRESETS", "train_preset",
+           "pretrain_preset", "cache_home", "SYNTHETIC_DEFAULTS", "SYNTHETIC_BACKBONE"]
+
+
+def _opt(default: Any, help: str, metavar: str | None = None,  # noqa: A002 (argparse's name)
+         choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field with its command-line help (and metavar, choices) in ``metadata``."""
+    meta = {"help": help, "metavar": metavar, "choices": choices}
+    return field(default=default, metadata=meta)
+
+
+_VARIANTS = ("baseline", "aea", "full")
+_AUGMENTS = ("randaugment", "flip", "none")
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run. Defaults are the paper's RAF-DB settings (docs/method.md)
+    and the safeguards of docs/method.md, "The per-epoch noise model and its safeguards";
+    ``paper_exact=True`` restores the paper's equations literally.
+
+    Parameters
+    ----------
+    data : str
+        Data root: RAF-DB layout (``EmoLabel/list_patition_label.txt``, ``Image/aligned``) or
+        FER+ layout (``ferplus``).
+    out : str
+        Run folder: checkpoint, metrics.csv, config.json, summary.json, plots, TensorBoard.
+    noise : float
+        Rate of symmetric label noise injected into the training labels (each flipped label
+        goes to a uniformly random other class), seeded by ``seed``. Ignored with ``noise_file``.
+    noise_file : str or None
+        EAC-format noisy label file (``train_00001.jpg 5``, 1-based) replacing the train labels.
+    train_labels : str or None
+        FER+ layout only: a train-labels CSV (``image,label``) whose labels replace the vote
+        labels for training (e.g. FER2013's original labels); the vote labels stay the
+        reference that the label noise and the noise model's detection are measured against.
+        Images it does not list are left out of training. ``noise`` is injected on top of it.
+    vote_rule : {"majority", "plurality", "soft"}
+        FER+ layout only: how the votes become labels (``annotators``);
+        ``soft`` trains ``baseline`` / ``aea`` on the vote distribution.
+    noise_mode : {"exact", "bernoulli"}
+        ``exact`` flips round(rate * N) labels, ``bernoulli`` flips each with probability rate.
+    image_size : int
+        Side of the (square) network input; images are resized once when loaded.
+    variant : {"baseline", "aea", "full"}
+        Network of the paper's Table I.
+    num_classes : int
+        Number of classes (7 for RAF-DB).
+    pretrained : str or None
+        Local ResNet18 checkpoint for the backbone (MS-Celeb format, ``module.``-prefixed or bare);
+        None trains from random initialisation.
+    freeze_trunk : bool or None
+        Freeze the shared stem + layer1; None = frozen exactly when ``pretrained`` is given.
+    anchor_inference : {"running", "batch"}
+        AEA anchor at evaluation: running mean (default) or the eval batch's mean (SLM-AEA).
+    sync_anchor : bool
+        Under torchrun: AEA's training anchor is the mean over the global batch of all ranks
+        (``AverageAnchor(sync=True)``) instead of each rank's own batch.
+    epochs, batch_size, lr, lr_gamma, weight_decay : training schedule
+        Adam with learning rate ``lr``, ExponentialLR(``lr_gamma``) stepped once per epoch.
+        ``batch_size`` is the global batch of one optimiser step: under torchrun each of the
+        R ranks takes ``batch_size / R`` samples (R must divide it).
+    augment : {"randaugment", "flip", "none"}
+        Training augmentation on the device: ``randaugment`` = horizontal flip, RandAugment
+        ``m5-n3-mstd0.5`` and random erasing (the paper); ``flip`` = flip and random erasing only;
+        ``none``.
+    t : float
+        Class-distribution mining threshold (docs/method.md, "Eq. 7-8").
+    beta : float
+        Loss-weight schedule parameter (docs/method.md, "Eq. 10-13").
+    signal : {"cosine", "loss"}
+        Per-sample signal the Beta mixture is fitted to.
+    target_loss : {"kl", "kl+ce"}
+        The target branch's loss: ``kl`` = KL(q || target) (the paper); ``kl+ce`` (ours) adds
+        the w-weighted cross-entropy of the target branch on the given labels, normalised as
+        L1 (docs/method.md, "Our additions").
+    stats_pass : {"train", "eval"}
+        Where the end-of-epoch predictions for the noise model come from: the training pass
+        itself (default: free, and as accurate in the ablation; see benchmarks/README.md) or an
+        extra eval-mode pass over the training set (as the references do; ``paper_exact``).
+    paper_exact : bool
+        Restore the paper's equations (docs/method.md, "Eq. 4-6" to "Eq. 10-13") literally:
+        no warm-up gate, plain-mean L1, non-monotone posterior, one global fit, absolute t
+        rule. Overrides the five safeguard options below.
+    warmup : int or None
+        Warm-up gate (docs/method.md, "The per-epoch noise model and its safeguards"): the fits
+        after epochs 1..warmup are logged but not used, so w = 1 during epochs 1..warmup+1
+        (epoch 1 never has a fit). None = ``ceil(beta)``.
+    gate : bool
+        Use a fit's w only when the mixture is separated; otherwise keep the last accepted w.
+    monotone : bool
+        Monotone posterior in the signal (docs/method.md, "Monotone posterior").
+    per_class : bool
+        Class-aware fitting instead of one global mixture (docs/method.md, safeguards).
+    mining_rule : {"absolute", "relative"}
+        Acceptance rule of the class-distribution miner (docs/method.md, safeguards).
+    l1_normalize : {"weights", "batch"}
+        ``weights``: L1 = sum w CE / sum w (docs/method.md, safeguards); ``batch``:
+        mean_i w_i CE_i (paper).
+    seed : int
+        The one seed: noise injection, initialisation, data order, augmentation.
+    device : str or None
+        ``cuda``, ``cpu``, ...; None = CUDA when present, else CPU.
+    amp : bool
+        Mixed precision on CUDA (bf16 when supported, else fp16 with a GradScaler).
+    channels_last : bool
+        channels_last memory format on CUDA.
+    eval_batch_size : int
+        Batch size of the evaluation and statistics passes.
+    resume : bool
+        Continue from ``out/checkpoint.pt`` when it exists (same final result as uninterrupted).
+    tensorboard, plots, progress : bool
+        TensorBoard event files, PNG plots, tqdm progress bar.
+    num_threads : int or None
+        ``torch.set_num_threads`` for CPU runs (None = leave torch's default).
+    """
+
+    data: str = _opt("", "data root: RAF-DB layout (EmoLabel/list_patition_label.txt, "
+                     "Image/aligned/) or FER+ layout (FER2013Train|Valid|Test/label.csv); "
+                     "empty: the built-in synthetic faces, generated on first use", "PATH")
+    out: str = _opt("runs/fer", "run folder; left at the default, a subfolder "
+                    "<data>-<variant>-noise<rate>-seed<seed> of it", "DIR")
+    noise: float = _opt(0.0, "symmetric label-noise rate injected into the training labels, "
+                        "seeded by --seed", "RATE")
+    noise_file: str | None = _opt(None, "EAC-format noisy train labels (e.g. noise03.txt); "
+                                  "overrides --noise", "FILE")
+    train_labels: str | None = _opt(None, "FER+ layout: train on these labels (CSV "
+                                    "'image,label', e.g. FER2013's original labels from "
+                                    "prepare-ferplus) while the votes stay the reference; "
+                                    "images it does not list are left out", "CSV")
+    vote_rule: str = _opt("majority", "FER+ layout: votes -> label (majority: FER+'s rule; "
+                          "soft: the vote distribution as target, baseline / aea only)",
+                          choices=("majority", "plurality", "soft"))
+    noise_mode: str = _opt("exact", "exact: flip round(rate*N) labels; bernoulli: flip each "
+                           "with probability rate", choices=("exact", "bernoulli"))
+    image_size: int = _opt(100, "input side in pixels (the paper: 100; most public code uses "
+                           "224)", "PX")
+    variant: str = _opt("full", "paper Table I: baseline = ResNet18 + CE, aea = + AEA, full = "
+                        "dual branch + AEA + noise model + correction", choices=_VARIANTS)
+    num_classes: int = _opt(7, "number of classes")
+    pretrained: str | None = _opt(None, "local ResNet18 backbone checkpoint (resnet18_msceleb"
+                                  ".pth: {'state_dict': ...}, 'module.'-prefixed or bare); "
+                                  "'none' = random init. Unset: none with --data; on the "
+                                  "built-in data, a backbone pretrained once on the expressions "
+                                  "of other synthetic faces (disjoint identities; cached)",
+                                  "PATH|none")
+    freeze_trunk: bool | None = _opt(None, "freeze the shared stem + layer1 (unset: frozen iff "
+                                     "--pretrained is given)")
+    anchor_inference: str = _opt("running", "AEA anchor at evaluation: running mean or the "
+                                 "eval batch mean (SLM-AEA; predictions then depend on the "
+                                 "batch)", choices=("running", "batch"))
+    sync_anchor: bool = _opt(False, "under torchrun: AEA's training anchor is the mean of the "
+                             "global batch over all processes (else each process's own batch)")
+    epochs: int = _opt(75, "epochs")
+    batch_size: int = _opt(32, "global training batch per optimiser step; under torchrun each "
+                           "of N processes takes batch/N, so N must divide it")
+    lr: float = _opt(1e-3, "Adam learning rate")
+    lr_gamma: float = _opt(0.9, "ExponentialLR decay per epoch")
+    weight_decay: float = _opt(0.0, "Adam weight decay")
+    augment: str = _opt("randaugment", "randaugment: flip + RandAugment m5-n3-mstd0.5 + random "
+                        "erasing (the paper); flip: flip + random erasing (for the synthetic "
+                        "faces, whose small cues RandAugment destroys); none", choices=_AUGMENTS)
+    t: float = _opt(0.7, "class-distribution mining threshold")
+    beta: float = _opt(3.0, "loss-weight schedule parameter")
+    signal: str = _opt("cosine", "per-sample signal of the Beta mixture",
+                       choices=("cosine", "loss"))
+    target_loss: str = _opt("kl", "target branch loss: KL(q || target) (kl, the paper) or that "
+                            "plus the w-weighted CE on the given labels (kl+ce, ours)",
+                            choices=("kl", "kl+ce"))
+    stats_pass: str = _opt("train", "noise-model input: the training pass's predictions (free) "
+                           "or an extra eval-mode pass over the train set (as the references; "
+                           "--paper-exact)", choices=("train", "eval"))
+    paper_exact: bool = _opt(False, "the paper literally: no warm-up gate, plain-mean L1, "
+                             "non-monotone posterior, global fit, absolute t rule (overrides "
+                             "the options below)")
+    warmup: int | None = _opt(None, "ignore the fits of epochs 1..K (logged, not used): w = 1 "
+                              "during epochs 1..K+1 (unset: ceil(beta); 0 with --paper-exact)",
+                              "EPOCHS")
+    gate: bool = _opt(True, "use a fit's w only when its two components are separated")
+    monotone: bool = _opt(True, "posterior monotone in the signal")
+    per_class: bool = _opt(False, "class-aware mixture fitting (else one global mixture)")
+    mining_rule: str = _opt("absolute", "accept a class distribution when its diagonal >= t "
+                            "(absolute) or is the row's largest entry (relative)",
+                            choices=("absolute", "relative"))
+    l1_normalize: str = _opt("weights", "L1 = sum w CE / sum w (weights) or mean w CE (batch, "
+                             "paper)", choices=("weights", "batch"))
+    seed: int = _opt(0, "the one seed (noise, init, order, augmentation)")
+    device: str | None = _opt(None, "cuda, cuda:1, cpu (unset: CUDA when present)")
+    amp: bool = _opt(True, "mixed precision on CUDA")
+    channels_last: bool = _opt(True, "channels_last memory format on CUDA")
+    eval_batch_size: int = _opt(256, "batch size of the evaluation and statistics passes")
+    resume: bool = _opt(False, "continue from DIR/checkpoint.pt (same final result as "
+                        "uninterrupted)")
+    tensorboard: bool = _opt(True, "TensorBoard logs when installed")
+    plots: bool = _opt(True, "PNG plots at the end")
+    progress: bool = _opt(True, "progress bar and per-epoch lines")
+    num_threads: int | None = _opt(None, "torch CPU threads (unset: torch's default)")
+
+    def __post_init__(self) -> None:
+        _check_choices(self)
+        if not 0.0 <= self.noise < 1.0:
+            raise ValueError(f"noise={self.noise}: the noise rate must be in [0, 1)")
+        for name in ("epochs", "batch_size", "image_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.lr <= 0:
+            raise ValueError(f"lr={self.lr} must be > 0")
+        if self.vote_rule == "soft" and (self.variant == "full" or self.noise > 0
+                                         or self.noise_file or self.train_labels):
+            raise ValueError("vote_rule='soft' trains baseline or aea on the vote distribution "
+                             "itself: it takes no noise, noise file, train labels or noise "
+                             "model (variant 'full')")
+
+    def resolved(self) -> TrainConfig:
+        """The options actually used: ``warmup`` filled in, paper-exact switches applied."""
+        cfg = dataclasses.replace(self)
+        if cfg.paper_exact:
+            cfg.warmup, cfg.gate, cfg.monotone = 0, False, False
+            cfg.per_class, cfg.mining_rule, cfg.l1_normalize = False, "absolute", "batch"
+            cfg.stats_pass, cfg.target_loss = "eval", "kl"
+        elif cfg.warmup is None:
+            cfg.warmup = math.ceil(cfg.beta)
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-value dict (JSON- and ``weights_only``-safe)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Inverse of [`to_dict`][noisylabel.apps.fer.config.TrainConfig.to_dict]; unknown keys
+        raise ValueError."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig options: {unknown}")
+        return cls(**d)
+
+
+@dataclass
+class PretrainConfig:
+    """Options of a backbone pretraining run ([`pretrain`][noisylabel.apps.fer.pretrain]).
+
+    Parameters
+    ----------
+    data : str
+        Data root: RAF-DB layout (for ``task="identity"`` it needs ``EmoLabel/identities.csv``)
+        or class folders ``train/<class>/*.jpg`` (optional ``test/<class>/``); see
+        [`pretrain`][noisylabel.apps.fer.pretrain].
+    task : {"identity", "expression"}
+        What the network learns to recognise.
+    out : str
+        Checkpoint file to write (plus ``.sha256`` and ``.json`` beside it).
+    image_size, epochs, batch_size, lr, lr_gamma : training settings
+        Adam(lr), ExponentialLR(lr_gamma) per epoch, cross-entropy.
+    augment : {"randaugment", "flip", "none"}
+        As [`TrainConfig.augment`][noisylabel.apps.fer.config.TrainConfig].
+    seed : int
+        Initialisation, data order and augmentation.
+    device : str or None
+        None = CUDA when present, else CPU.
+    progress : bool
+        Progress bar and per-epoch lines.
+    """
+
+    data: str = _opt("", "data root, RAF-DB layout (EmoLabel/, Image/aligned/) or class folders "
+                     "(train/<class>/*.jpg|*.jpeg|*.png, optional test/<class>/, else 10% of "
+                     "train/ is held out; the folders are the identities or expressions); empty: "
+                     "a synthetic set whose identities are disjoint from the built-in training "
+                     "set's", "PATH")
+    task: str = _opt("identity", "recognise identities (MS-Celeb-like; in RAF-DB layout needs "
+                     "EmoLabel/identities.csv) or expressions", choices=("identity", "expression"))
+    out: str = _opt("pretrained/resnet18_faces.pth", "checkpoint to write; FILE.sha256 and "
+                    "FILE.json are written beside", "FILE")
+    image_size: int = _opt(32, "input side in pixels", "PX")
+    epochs: int = _opt(6, "epochs")
+    batch_size: int = _opt(64, "batch size")
+    lr: float = _opt(1e-3, "Adam learning rate")
+    lr_gamma: float = _opt(0.9, "ExponentialLR decay per epoch")
+    augment: str = _opt("flip", "training augmentation (flip: flip + random erasing)",
+                        choices=_AUGMENTS)
+    seed: int = _opt(0, "seed")
+    device: str | None = _opt(None, "cuda or cpu (unset: CUDA when present)")
+    progress: bool = _opt(True, "progress bar")
+
+    def __post_init__(self) -> None:
+        if self.augment not in _AUGMENTS:
+            raise ValueError(f"augment={self.augment!r}; choose randaugment, flip or none")
+        if self.task not in ("identity", "expression"):
+            raise ValueError(f"task={self.task!r}; choose 'identity' or 'expression'")
+        for name in ("epochs", "batch_size", "image_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+
+
+def _check_choices(config: Any) -> None:
+    """Every field with ``choices`` in its metadata holds one of them."""
+    for f in dataclasses.fields(config):
+        allowed = f.metadata.get("choices")
+        if allowed and getattr(config, f.name) not in allowed:
+            raise ValueError(f"{f.name}={getattr(config, f.name)!r}; choose one of {allowed}")
+
+
+# ----------------------------------------------------------------------------- presets
+
+SYNTHETIC_DEFAULTS: dict[str, Any] = {
+    "n_train": 2000,
+    "n_test": 500,
+    "image_size": 32,
+    "n_identities": 200,
+    "seed": 0,
+}
+"""Settings of the built-in synthetic data set used when ``train`` gets no ``--data``."""
+
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "rafdb-paper": {},  # the dataclass defaults: 100 px, batch 32, Adam 1e-3, 75 epochs
+    "rafdb-224": {"image_size": 224},  # the input size of most public code
+    "synthetic-cpu": {"image_size": SYNTHETIC_DEFAULTS["image_size"], "epochs": 15,
+                      "noise": 0.3, "augment": "flip"},
+}
+"""Named training presets: overrides of the [`TrainConfig`][noisylabel.apps.fer.config.TrainConfig]
+defaults. ``noisylabel-fer train`` uses ``synthetic-cpu`` without ``--data`` and ``rafdb-paper``
+with it, unless ``--preset`` names another."""
+
+PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "identity": {},  # the dataclass defaults: MS-Celeb-like identity recognition
+    "synthetic-backbone": {"task": "expression", "epochs": 15},
+}
+"""Named pretraining presets: overrides of the
+[`PretrainConfig`][noisylabel.apps.fer.config.PretrainConfig] defaults. ``synthetic-backbone`` is
+the backbone ``noisylabel-fer train`` pretrains once for the built-in data: expressions of faces
+whose identities are disjoint from the training set's (the identity task transfers worse on
+these faces; see benchmarks/README.md, "Ablation")."""
+
+SYNTHETIC_BACKBONE: dict[str, Any] = PRETRAIN_PRESETS["synthetic-backbone"]
+"""Task and epochs of the built-in data's pretrained backbone (made once, then cached)."""
+
+
+def train_preset(name: str, **overrides: Any) -> TrainConfig:
+    """The [`TrainConfig`][noisylabel.apps.fer.config.TrainConfig] of preset ``name``, with
+    ``overrides`` on top.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not in [`TRAIN_PRESETS`][noisylabel.apps.fer.config.TRAIN_PRESETS].
+    """
+    if name not in TRAIN_PRESETS:
+        raise ValueError(f"unknown training preset {name!r}; choose one of {sorted(TRAIN_PRESETS)}")
+    return TrainConfig(**{**TRAIN_PRESETS[name], **overrides})
+
+
+def pretrain_preset(name: str, **overrides: Any) -> PretrainConfig:
+    """The [`PretrainConfig`][noisylabel.apps.fer.config.PretrainConfig] of preset ``name``,
+    with ``overrides`` on top.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not in [`PRETRAIN_PRESETS`][noisylabel.apps.fer.config.PRETRAIN_PRESETS].
+    """
+    if name not in PRETRAIN_PRESETS:
+        raise ValueError(f"unknown pretraining preset {name!r}; choose one of "
+                         f"{sorted(PRETRAIN_PRESETS)}")
+    return PretrainConfig(**{**PRETRAIN_PRESETS[name], **overrides})
+
+
+def cache_home() -> Path:
+    """The one cache folder: ``$NOISYLABEL_HOME``, else ``$XDG_CACHE_HOME/noisylabel``, else
+    ``~/.cache/noisylabel``. Generated data sets, pretrained backbones and (when the data folder
+    is read-only) image caches go here."""
+    if os.environ.get("NOISYLABEL_HOME"):
+        return Path(os.environ["NOISYLABEL_HOME"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "noisylabel"

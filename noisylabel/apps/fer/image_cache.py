@@ -1,0 +1,159 @@
+"""Image files: the suffixes, one decoder, and the on-disk cache of decoded splits.
+
+[`decode_image`][noisylabel.apps.fer.image_cache.decode_image] reads one file (PIL, RGB) and
+optionally resizes it (bicubic, antialiased); every loader and ``noisylabel-fer predict`` use it.
+A decoded split is one uint8 tensor ``(N, 3, H, W)``, cached on disk with ``torch.save``
+(loaded with ``weights_only=True``). The cache key is the SHA-256 of the label file's bytes, the
+split, the image size, the error mode and every image's size and mtime, so any change of the
+data invalidates it. The cache lives in ``root/.noisylabel_cache/`` or, when the data folder is
+not writable, in [`cache_home`][noisylabel.apps.fer.config.cache_home] (``$NOISYLABEL_HOME``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from noisylabel.apps.fer.config import cache_home
+
+__all__ = ["IMAGE_SUFFIXES", "decode_image", "decode_images", "stack_images", "check_image_size",
+           "check_same_size", "cache_key", "cache_candidates", "load_cache", "save_cache"]
+
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp")
+"""File name endings (any case) read as images by the class-folder loader and ``predict``."""
+_CACHE_VERSION = 1
+
+
+def check_image_size(image_size: int | None) -> None:
+    if image_size is not None and (int(image_size) != image_size or image_size < 1):
+        raise ValueError(f"image_size={image_size!r}: must be a positive integer or None")
+
+
+def decode_image(path: Path, image_size: int | None) -> np.ndarray:
+    """One image file as uint8 (H, W, 3): RGB, resized (bicubic, antialiased) to
+    ``image_size x image_size`` unless None or already that size."""
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if image_size is not None and im.size != (image_size, image_size):
+            im = im.resize((image_size, image_size), Image.Resampling.BICUBIC)
+        return np.asarray(im, dtype=np.uint8)
+
+
+def check_same_size(arr: np.ndarray, path: Path, first: np.ndarray, first_name: object) -> None:
+    """Without ``image_size`` every image must share the first one's size; name both."""
+    if arr.shape != first.shape:
+        raise ValueError(f"image {path} has size {arr.shape[1]}x{arr.shape[0]}, "
+                         f"{first_name} has {first.shape[1]}x{first.shape[0]}: "
+                         "pass image_size to resize")
+
+
+def stack_images(arrays: Sequence[np.ndarray]) -> torch.Tensor:
+    """(H, W, 3) uint8 arrays -> one contiguous (N, 3, H, W) uint8 tensor."""
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def _writable_dir(path: Path) -> bool:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path):
+            pass
+        return True
+    except OSError:
+        return False
+
+
+def cache_key(label_bytes: bytes, split: str, image_size: int | None, on_error: str,
+               paths: Sequence[Path]) -> str:
+    h = hashlib.sha256()
+    h.update(f"v{_CACHE_VERSION}|{split}|{image_size}|{on_error}|".encode())
+    h.update(hashlib.sha256(label_bytes).digest())
+    for p in paths:
+        try:
+            st = p.stat()
+            h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+        except OSError:
+            h.update(f"{p.name}:missing;".encode())
+    return h.hexdigest()
+
+
+def cache_candidates(root: Path, split: str, image_size: int | None) -> list[Path]:
+    fname = f"{split}_{image_size or 'orig'}.pt"
+    local = root / ".noisylabel_cache" / fname
+    tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    return [local, cache_home() / tag / fname]
+
+
+def load_cache(path: Path, key: str) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a truncated or foreign file is a cache miss, never an error
+        return None
+    if not isinstance(blob, dict) or blob.get("key") != key:
+        return None
+    return blob
+
+
+def save_cache(candidates: Sequence[Path], blob: dict) -> Path | None:
+    for path in candidates:
+        if not _writable_dir(path.parent):
+            continue
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        try:
+            torch.save(blob, tmp)
+            os.replace(tmp, path)
+            return path
+        except OSError:
+            tmp.unlink(missing_ok=True)
+    warnings.warn(f"could not write an image cache in any of {[str(c) for c in candidates]}",
+                  stacklevel=3)
+    return None
+
+
+def decode_images(paths: Sequence[Path], label_path: Path, tag: str, image_size: int | None,
+                  cache: bool = True) -> torch.Tensor:
+    """Decode ``paths`` into one uint8 tensor (N, 3, H, W), through the on-disk cache.
+
+    The cache file is named by ``tag`` and keyed like [`load_split`][noisylabel.apps.fer.layouts.load_split]'s (the label file's
+    bytes, the image size, every image's size and mtime).
+
+    Raises
+    ------
+    FileNotFoundError
+        A missing image (named, with the label file that lists it).
+    ValueError
+        A corrupt image, or images of different sizes without ``image_size``.
+    """
+    check_image_size(image_size)
+    root = label_path.parent
+    candidates = cache_candidates(root, tag, image_size)
+    key = cache_key(label_path.read_bytes(), tag, image_size, "raise", paths) if cache else ""
+    for c in candidates if cache else ():
+        blob = load_cache(c, key)
+        if blob is not None:
+            return blob["images"]
+    arrays = []
+    for path in paths:
+        try:
+            arr = decode_image(path, image_size)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"image not found: {path} (listed in {label_path})"
+                                    ) from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            raise ValueError(f"cannot decode image {path}: {e}") from None
+        if arrays:
+            check_same_size(arr, path, arrays[0], paths[0].name)
+        arrays.append(arr)
+    images = stack_images(arrays)
+    if cache:
+        save_cache(candidates, {"key": key, "images": images})
+    return images
