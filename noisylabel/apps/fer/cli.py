@@ -14,7 +14,7 @@ predict
 
 More subcommands plug in through :data:`SUBCOMMANDS`: a module listed there that defines
 ``add_arguments(parser)`` and ``run(args) -> int`` becomes ``noisylabel-fer NAME`` (a listed
-module that is not installed is skipped). ``pretrain`` is registered that way.
+module that is not installed is skipped). ``pretrain`` and ``export`` are registered that way.
 """
 
 from __future__ import annotations
@@ -28,12 +28,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from noisylabel._version import __version__
+
 __all__ = ["main", "build_parser", "SUBCOMMANDS", "SYNTHETIC_DEFAULTS", "synthetic_root"]
 
 # name -> (module, one-line help); the module defines add_arguments(parser) and run(args) -> int.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("noisylabel.apps.fer.pretrain",
                  "pretrain the ResNet18 trunk on faces (synthetic, RAF-DB layout or class folders)"),
+    "export": ("noisylabel.apps.fer.export",
+               "write a trained model as TorchScript or ONNX, checked against the model"),
 }
 
 SYNTHETIC_DEFAULTS: dict[str, Any] = {
@@ -202,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "with Average Expression Anchoring, a Beta-mixture noise model and "
                     "label-distribution correction.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p_train = sub.add_parser(
@@ -318,7 +323,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         distributed.teardown()
     if main:
         print(f"outputs in {result['out']}: metrics.csv, config.json, summary.json, "
-              "checkpoint.pt, plots")
+              "checkpoint.pt, model_last.pt (model_best.pt with a validation split), "
+              "model_card.json, plots")
     return 0
 
 

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from noisylabel.apps.fer import data as fer_data
 from noisylabel.apps.fer import distributed, ferplus
+from noisylabel.apps.fer.inference import write_model_files
 from noisylabel.apps.fer.model import FERNet, create_model
 from noisylabel.apps.fer.report import (
     RunReporter,
@@ -711,7 +712,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         rng = _rng_state(generators)
         rng["augment_ranks"] = distributed.all_gather_object(generators["augment"].get_state())
         if main:
-            atomic_torch_save({
+            state = {
                 "format": CHECKPOINT_FORMAT,
                 "epoch": epoch,
                 "config": cfg.to_dict(),
@@ -726,7 +727,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 "class_names": list(fer_data.CLASS_NAMES[: cfg.num_classes]),
                 "backbone_sha256": sha,
                 "regime": regime,
-            }, ckpt_path)
+            }
+            atomic_torch_save(state, ckpt_path)
+            write_model_files(out, state, actual_noise_rate=noise_rate)  # model_*.pt, card
             reporter.log_epoch(history)
             if cfg.progress:
                 tqdm.write(_epoch_line(row))
@@ -783,12 +786,14 @@ def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, path: Path) -> Non
 
 def _final_plots(out, model, cfg, history, test_images, test_labels, noise_model, true_noisy,
                  device, channels_last, amp_dtype) -> None:
-    plot_curves(history, out / "curves.png")
+    plot_curves(history, out / "curves.png", title=f"{cfg.variant}, run {out.name}",
+                warmup=cfg.warmup if noise_model is not None else None)
     probs = predict_probs(model, test_images, "target", cfg.eval_batch_size, device,
                           channels_last, amp_dtype)
     cm = confusion_matrix(test_labels.cpu().numpy(), probs.argmax(1).cpu().numpy(),
                           cfg.num_classes)
-    plot_confusion(cm, list(fer_data.CLASS_NAMES[: cfg.num_classes]), out / "confusion.png")
+    plot_confusion(cm, list(fer_data.CLASS_NAMES[: cfg.num_classes]), out / "confusion.png",
+                   title=f"test split, epoch {history[-1]['epoch']}")
     if noise_model is not None and noise_model.signal_ is not None:
         signal = noise_model.signal_.float().cpu().numpy()  # of the last fit, NaN if unrecorded
         seen = ~np.isnan(signal)
@@ -800,4 +805,5 @@ def _final_plots(out, model, cfg, history, test_images, test_labels, noise_model
             betas=[last["bmm_beta0"], last["bmm_beta1"]] if fitted else None,
             weights=[last["bmm_weight0"], last["bmm_weight1"]] if fitted else None,
             is_noisy=true_noisy.numpy()[seen], title=f"{cfg.signal} signal after epoch {last['epoch']}",
+            clean_component=1 if noise_model.signal.clean_side == "high" else 0,
         )
