@@ -113,3 +113,12 @@ def test_installed_console_script_help() -> None:
     assert done.returncode == 0, done.stderr
     for option in ("--data", "--noise", "--paper-exact", "--pretrained", "--resume", "--warmup"):
         assert option in done.stdout
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from noisylabel._version import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"noisylabel-fer {__version__}"
