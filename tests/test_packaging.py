@@ -34,7 +34,7 @@ def test_wheel_installs_only_the_noisylabel_package(wheel: zipfile.ZipFile) -> N
 def test_wheel_contains_the_fer_application(wheel: zipfile.ZipFile) -> None:
     names = set(wheel.namelist())
     for module in ("cli", "config", "layouts", "image_cache", "augment", "engine", "model", "train",
-                   "report", "synthetic", "pretrain"):
+                   "report", "synthetic", "pretrain", "inference", "export"):
         assert f"noisylabel/apps/fer/{module}.py" in names
 
 
@@ -46,3 +46,7 @@ def test_wheel_declares_the_console_command(wheel: zipfile.ZipFile) -> None:
 
 def test_wheel_carries_the_license(wheel: zipfile.ZipFile) -> None:
     assert any(n.endswith("LICENSE") for n in wheel.namelist())
+
+
+def test_wheel_ships_the_typing_marker(wheel: zipfile.ZipFile) -> None:
+    assert "noisylabel/py.typed" in wheel.namelist()  # PEP 561: type checkers read our hints

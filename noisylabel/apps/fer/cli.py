@@ -16,6 +16,8 @@ predict
     Class probabilities for image files or folders, as CSV.
 prepare-ferplus
     Write the FER+ layout from Kaggle's and FER+'s CSV files.
+export
+    Write a trained model as TorchScript or ONNX.
 
 The options of ``train`` and ``pretrain`` are built from the fields of
 [`TrainConfig`][noisylabel.apps.fer.config.TrainConfig] and
@@ -34,6 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from noisylabel._version import __version__
 from noisylabel.apps.fer import config as fer_config
 from noisylabel.apps.fer.config import (
     PRETRAIN_PRESETS,
@@ -133,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "with Average Expression Anchoring, a Beta-mixture noise model and "
                     "label-distribution correction.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p_train = sub.add_parser(
@@ -180,6 +184,19 @@ def build_parser() -> argparse.ArgumentParser:
     p_prep.add_argument("--out", required=True, metavar="DIR", help="folder to write the layout in")
     p_prep.add_argument("--overwrite", action="store_true",
                         help="replace a FER+ layout already in DIR")
+
+    p_exp = sub.add_parser("export", help="write a trained model as TorchScript or ONNX",
+                           description="Write a trained model as TorchScript or ONNX, checked "
+                                       "against the model on a batch before it is kept.")
+    p_exp.add_argument("checkpoint", help="checkpoint.pt, model_last.pt, model_best.pt or a "
+                                          "run folder")
+    p_exp.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript",
+                       help="torchscript (default) or onnx (needs: pip install onnx onnxscript)")
+    p_exp.add_argument("--out", metavar="FILE",
+                       help="file to write (default: model.torchscript.pt or model.onnx beside "
+                            "the checkpoint)")
+    p_exp.add_argument("--batch-size", type=int, default=4,
+                       help="images in the batch the file is checked on (default 4)")
     return parser
 
 
@@ -242,7 +259,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         distributed.teardown()
     if main:
         print(f"outputs in {result['out']}: metrics.csv, config.json, summary.json, "
-              "checkpoint.pt, plots")
+              "checkpoint.pt, model_last.pt, model_best.pt (with a validation split), "
+              "model_card.json, plots")
     return 0
 
 
@@ -371,8 +389,15 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from noisylabel.apps.fer import export
+
+    return export.run(args)
+
+
 _COMMANDS = {"train": _cmd_train, "pretrain": _cmd_pretrain, "evaluate": _cmd_evaluate,
-             "predict": _cmd_predict, "prepare-ferplus": _cmd_prepare_ferplus}
+             "predict": _cmd_predict, "prepare-ferplus": _cmd_prepare_ferplus,
+             "export": _cmd_export}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,6 +26,7 @@ from typing import NamedTuple
 import timm
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from noisylabel.layers import AverageAnchor
 
@@ -214,11 +215,9 @@ def load_backbone_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], str]:
     bad = [str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
     if bad:
         raise ValueError(f"{path}: entries that are not named tensors: {_listing(bad)}")
-    state: dict[str, Tensor] = {}
-    for key, value in obj.items():
-        key = key[len("module.") :] if key.startswith("module.") else key
-        if not key.startswith("fc."):
-            state[key] = value
+    state = dict(obj)
+    consume_prefix_in_state_dict_if_present(state, "module.")
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     reference = backbone_reference_shapes()
     for key in reference:
         if key.endswith("num_batches_tracked") and key not in state:

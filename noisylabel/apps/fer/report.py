@@ -151,32 +151,37 @@ def noise_detection_auc(clean_prob: np.ndarray, is_noisy: np.ndarray) -> float:
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """(C, C) counts: row = true class, column = predicted class."""
-    y_true = np.asarray(y_true, dtype=np.int64)
-    y_pred = np.asarray(y_pred, dtype=np.int64)
-    flat = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes)
-    return flat.reshape(n_classes, n_classes)
+    """(C, C) counts: row = true class, column = predicted class (scikit-learn's
+    ``confusion_matrix`` over the labels ``0..n_classes-1``)."""
+    from sklearn import metrics
+
+    return metrics.confusion_matrix(np.asarray(y_true, dtype=np.int64),
+                                    np.asarray(y_pred, dtype=np.int64),
+                                    labels=np.arange(n_classes))
 
 
 def format_class_table(
     y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]
 ) -> str:
-    """Per-class accuracy (recall) table with counts, plus overall and mean-class accuracy."""
-    cm = confusion_matrix(y_true, y_pred, len(class_names))
-    support = cm.sum(axis=1)
+    """Per-class accuracy (recall) table with counts, plus overall and mean-class accuracy.
+
+    The numbers are scikit-learn's ``classification_report``: per-class recall and support,
+    accuracy, and the macro-average recall over the classes present in ``y_true``.
+    """
+    from sklearn.metrics import classification_report
+
+    report = classification_report(
+        np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64),
+        labels=np.arange(len(class_names)), output_dict=True, zero_division=np.nan)
     width = max(12, *(len(c) for c in class_names))
     lines = [f"  {'class':<{width}}  {'n':>6}  {'acc %':>6}"]
-    recalls = []
     for c, name in enumerate(class_names):
-        if support[c]:
-            recalls.append(cm[c, c] / support[c])
-            lines.append(f"  {name:<{width}}  {support[c]:>6d}  {100 * recalls[-1]:>6.2f}")
-        else:
-            lines.append(f"  {name:<{width}}  {0:>6d}  {'-':>6}")
-    overall = np.trace(cm) / max(1, cm.sum())
-    lines.append(f"  {'overall':<{width}}  {cm.sum():>6d}  {100 * overall:>6.2f}")
-    mean_cls = float(np.mean(recalls)) if recalls else float("nan")
-    lines.append(f"  {'mean class':<{width}}  {'':>6}  {100 * mean_cls:>6.2f}")
+        row = report[str(c)]
+        acc = "-" if math.isnan(row["recall"]) else f"{100 * row['recall']:.2f}"
+        lines.append(f"  {name:<{width}}  {int(row['support']):>6d}  {acc:>6}")
+    total = int(report["macro avg"]["support"])
+    lines.append(f"  {'overall':<{width}}  {total:>6d}  {100 * report['accuracy']:>6.2f}")
+    lines.append(f"  {'mean class':<{width}}  {'':>6}  {100 * report['macro avg']['recall']:>6.2f}")
     return "\n".join(lines)
 
 
@@ -189,29 +194,54 @@ def _pyplot():
     return plt
 
 
-def plot_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    """Accuracy (train / test) and loss curves per epoch, one PNG with two panels."""
+def plot_curves(history: Sequence[Mapping[str, Any]], path: str | Path, title: str = "",
+                warmup: int | None = None) -> Path:
+    """Accuracy (train / test / validation) and loss curves per epoch, one PNG with two panels.
+
+    Parameters
+    ----------
+    history : sequence of mapping
+        One row per epoch (``epoch``, ``train_acc``, ``test_acc``, ``val_acc``, loss terms).
+    path : str or Path
+        The PNG to write.
+    title : str
+        Figure title (default "training curves").
+    warmup : int or None
+        The noise model's warm-up K, for runs with a noise model: a dotted line marks epoch
+        K + 1, the last epoch trained with w = 1 (drawn when the run got that far).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     plt = _pyplot()
     epochs = [r["epoch"] for r in history]
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 4))
-    for key, label in (("train_acc", "train (noisy labels)"), ("test_acc", "test")):
+    for key, label in (("train_acc", "train (noisy labels)"), ("test_acc", "test"),
+                       ("val_acc", "validation")):
         if any(key in r for r in history):
             ax_acc.plot(epochs, [100 * r.get(key, np.nan) for r in history], label=label)
-    ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("accuracy (%)")
-    ax_acc.legend()
-    ax_acc.grid(alpha=0.3)
     for key in ("loss", "l1", "lkld", "ce"):
         if any(key in r for r in history):
             ax_loss.plot(epochs, [r.get(key, np.nan) for r in history], label=key)
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("loss")
-    ax_loss.legend()
-    ax_loss.grid(alpha=0.3)
+    for ax, ylabel in ((ax_acc, "accuracy (%)"), (ax_loss, "loss")):
+        if warmup is not None and epochs and warmup + 1 <= max(epochs):
+            ax.axvline(warmup + 1, color="grey", ls=":",
+                       label=f"warm-up ends (w = 1 up to epoch {warmup + 1})")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or "training curves")
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: str | Path) -> Path:
     path = Path(path)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _pyplot().close(fig)
     return path
 
 
@@ -223,50 +253,100 @@ def plot_similarity(
     weights: Sequence[float] | None = None,
     is_noisy: np.ndarray | None = None,
     title: str = "",
+    clean_component: int = 1,
 ) -> Path:
     """Histogram of the similarity signal with the two fitted Beta components overlaid.
 
-    With ``is_noisy`` the histogram is split into truly clean and truly flipped samples.
-    Component k is drawn as ``weights[k] * Beta(s; alphas[k], betas[k])`` (a density).
-    """
-    from scipy.stats import beta as beta_dist
+    Colours as in the method page's figure: green for truly clean samples and the clean
+    component, red for truly flipped samples and the noisy one. With ``is_noisy`` the
+    histogram is split into the two groups. Component k is drawn as
+    ``weights[k] * Beta(s; alphas[k], betas[k])`` (a density). When one bin towers over the
+    rest (the spike of samples at S = 1: more than twice the next-tallest bin), the y axis is
+    cut at 1.25 times the next-tallest bin so that both components show, and the cut bin's
+    height is written above it.
 
+    Parameters
+    ----------
+    similarity : ndarray
+        The per-sample signal, in [0, 1].
+    path : str or Path
+        The PNG to write.
+    alphas, betas, weights : sequence of float or None
+        The fitted mixture's parameters (none drawn when any is None).
+    is_noisy : ndarray of bool or None
+        Which samples truly have a flipped label.
+    title : str
+        Figure title.
+    clean_component : int
+        Index of the clean component (1 for a signal whose clean side is high, as the cosine).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     plt = _pyplot()
     s = np.asarray(similarity, dtype=np.float64)
     fig, ax = plt.subplots(figsize=(6, 4))
     bins = np.linspace(0.0, 1.0, 51)
     if is_noisy is not None:
         is_noisy = np.asarray(is_noisy, dtype=bool)
-        ax.hist([s[~is_noisy], s[is_noisy]], bins=bins, density=True, stacked=True,
-                label=["truly clean", "truly flipped"], alpha=0.6)
+        heights = ax.hist([s[~is_noisy], s[is_noisy]], bins=bins, density=True, stacked=True,
+                          color=["tab:green", "tab:red"], alpha=0.55,
+                          label=["truly clean", "truly flipped"])[0][-1]
     else:
-        ax.hist(s, bins=bins, density=True, alpha=0.6, label="samples")
+        heights = ax.hist(s, bins=bins, density=True, alpha=0.55, color="tab:grey",
+                          label="samples")[0]
     if alphas is not None and betas is not None and weights is not None:
-        grid = np.linspace(1e-3, 1 - 1e-3, 400)
-        total = np.zeros_like(grid)
-        for k in range(len(alphas)):
-            if not (np.isfinite(alphas[k]) and np.isfinite(betas[k])):
-                continue
-            dens = weights[k] * beta_dist.pdf(grid, alphas[k], betas[k])
-            total += dens
-            ax.plot(grid, dens, label=f"component {k} (a={alphas[k]:.2f}, b={betas[k]:.2f})")
-        ax.plot(grid, total, "k--", label="mixture")
-        top = np.nanpercentile(total, 99) if np.isfinite(total).any() else None
-        if top is not None and top > 0:
-            ax.set_ylim(0, max(ax.get_ylim()[1], 1.1 * top))
+        _draw_mixture(ax, alphas, betas, weights, clean_component)
+    _clip_spike(ax, np.asarray(heights, dtype=np.float64), bins)
     ax.set_xlabel("similarity S")
     ax.set_ylabel("density")
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
-def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: str | Path) -> Path:
-    """Row-normalised confusion matrix (true class per row) with counts in the cells."""
+def _draw_mixture(ax: Any, alphas: Sequence[float], betas: Sequence[float],
+                  weights: Sequence[float], clean_component: int) -> None:
+    from scipy.stats import beta as beta_dist
+
+    grid = np.linspace(1e-3, 1 - 1e-3, 400)
+    total = np.zeros_like(grid)
+    for k in range(len(alphas)):
+        if not (np.isfinite(alphas[k]) and np.isfinite(betas[k])):
+            continue
+        dens = weights[k] * beta_dist.pdf(grid, alphas[k], betas[k])
+        total += dens
+        kind = "clean" if k == clean_component else "noisy"
+        ax.plot(grid, dens, lw=2, color="tab:green" if kind == "clean" else "tab:red",
+                label=f"{kind} component (a={alphas[k]:.2f}, b={betas[k]:.2f})")
+    ax.plot(grid, total, "k--", label="mixture")
+
+
+def _clip_spike(ax: Any, heights: np.ndarray, bins: np.ndarray) -> None:
+    """Cut the y axis above a lone towering bin (see `plot_similarity`), else fit the bins."""
+    order = np.argsort(heights)
+    tallest, second = heights[order[-1]], heights[order[-2]]
+    if second > 0 and tallest > 2 * second:
+        top = 1.25 * second
+        x = 0.5 * (bins[order[-1]] + bins[order[-1] + 1])
+        ax.annotate(f"cut: {tallest:.1f}", (x, top), xytext=(x, 0.93 * top), ha="right",
+                    va="top", fontsize=8, arrowprops={"arrowstyle": "->"})
+    else:
+        top = 1.1 * tallest
+    if top > 0:
+        ax.set_ylim(0, top)
+
+
+def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: str | Path,
+                   title: str = "") -> Path:
+    """Row-normalised confusion matrix (true class per row) with counts in the cells.
+
+    The colour is the fraction of each true class predicted as the column's class (the
+    colour bar says so); the cells show the counts.
+    """
     plt = _pyplot()
     cm = np.asarray(cm)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
@@ -280,12 +360,10 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: str | Path)
                     color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    fig.colorbar(im, ax=ax)
+    ax.set_title(title or "confusion matrix (counts in the cells)")
+    fig.colorbar(im, ax=ax, label="fraction of the true class (row-normalised)")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 class RunReporter:

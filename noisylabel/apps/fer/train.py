@@ -60,6 +60,7 @@ from noisylabel.apps.fer.engine import (
     set_rng_state,
     train_one_epoch,
 )
+from noisylabel.apps.fer.inference import write_model_files
 from noisylabel.apps.fer.layouts import CLASS_NAMES, FERSplit, load_split
 from noisylabel.apps.fer.model import FERNet, FEROutput, create_model
 from noisylabel.apps.fer.report import (
@@ -430,8 +431,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
         rng = rng_state(generators)
         rng["augment_ranks"] = distributed.all_gather_object(generators["augment"].get_state())
         if rt.main:  # checkpoint and log
-            save_checkpoint(ckpt_path, _checkpoint_state(epoch, cfg, trained, history, rng, data,
-                                                         sha, regime))
+            state = _checkpoint_state(epoch, cfg, trained, history, rng, data, sha, regime)
+            save_checkpoint(ckpt_path, state)
+            write_model_files(cfg.out, state, float(data.true_noisy.float().mean()))
             reporter.log_epoch(history)
             if cfg.progress:
                 tqdm.write(_epoch_line(row))
@@ -555,12 +557,14 @@ def _final_plots(out: Path, model: FERNet, cfg: TrainConfig, history: list[dict[
                  data: TrainData, noise_model: NoiseModel | None, fit: FitReport | None,
                  rt: Runtime) -> None:
     """curves.png, confusion.png and (``full``) similarity.png with the last fit's mixture."""
-    plot_curves(history, out / "curves.png")
+    plot_curves(history, out / "curves.png", title=f"{cfg.variant}, run {out.name}",
+                warmup=cfg.warmup if noise_model is not None else None)
     probs = predict_probs(model, data.test_images, "target", cfg.eval_batch_size, rt.device,
                           rt.channels_last, rt.amp_dtype)
     cm = confusion_matrix(data.test_labels.cpu().numpy(), probs.argmax(1).cpu().numpy(),
                           cfg.num_classes)
-    plot_confusion(cm, list(CLASS_NAMES[: cfg.num_classes]), out / "confusion.png")
+    plot_confusion(cm, list(CLASS_NAMES[: cfg.num_classes]), out / "confusion.png",
+                   title=f"test split, epoch {history[-1]['epoch']}")
     if noise_model is not None and noise_model.signal_ is not None:
         signal = noise_model.signal_.float().cpu().numpy()  # of the last fit, NaN if unrecorded
         seen = ~np.isnan(signal)
@@ -571,4 +575,5 @@ def _final_plots(out: Path, model: FERNet, cfg: TrainConfig, history: list[dict[
             weights=fit.weights if fit is not None else None,
             is_noisy=data.true_noisy.numpy()[seen],
             title=f"{cfg.signal} signal after epoch {history[-1]['epoch']}",
+            clean_component=1 if noise_model.signal.clean_side == "high" else 0,
         )

@@ -149,3 +149,12 @@ def test_help_imports_neither_torch_nor_timm() -> None:
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip() == "False False"
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from noisylabel._version import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"noisylabel-fer {__version__}"

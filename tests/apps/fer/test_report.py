@@ -80,3 +80,61 @@ def test_plots_and_reporter(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "config.json").read_text().strip().startswith("{")
     assert (tmp_path / "run" / "metrics.csv").is_file()
     assert any((tmp_path / "run" / "tensorboard").iterdir())
+
+
+@pytest.fixture
+def figures(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The figures the plot functions make, kept open instead of saved."""
+    from noisylabel.apps.fer import report
+
+    made: list = []
+    monkeypatch.setattr(report, "_save", lambda fig, path: made.append(fig) or Path(path))
+    yield made
+    import matplotlib.pyplot as plt
+
+    for fig in made:
+        plt.close(fig)
+
+
+def test_curves_have_a_title_and_mark_the_warmup_end(figures: list) -> None:
+    history = [{"epoch": e, "loss": 1 / e, "train_acc": 0.1 * e, "test_acc": 0.1 * e,
+                "val_acc": 0.05 * e} for e in range(1, 8)]
+    plot_curves(history, "curves.png", title="full, run x", warmup=3)
+    plot_curves(history, "curves.png")  # no noise model: no line, the default title
+    marked, plain = figures
+    assert marked._suptitle.get_text() == "full, run x"
+    assert plain._suptitle.get_text() == "training curves"
+    for ax in marked.axes:
+        (line,) = [ln for ln in ax.lines if ln.get_label().startswith("warm-up ends")]
+        assert list(line.get_xdata()) == [4, 4]  # w = 1 up to epoch warmup + 1
+    labels = [ln.get_label() for ln in marked.axes[0].lines]
+    assert "validation" in labels
+    assert not any(ln.get_label().startswith("warm-up") for ax in plain.axes for ln in ax.lines)
+
+
+def test_similarity_cuts_the_spike_and_uses_the_docs_colours(figures: list) -> None:
+    from matplotlib.colors import to_rgb
+
+    rng = np.random.default_rng(0)
+    s = np.concatenate([np.full(600, 0.999), rng.beta(8, 2, 200), rng.beta(2, 5, 100)])
+    noisy = np.arange(s.size) >= 800
+    plot_similarity(s, "sim.png", alphas=[2, 8], betas=[5, 2], weights=[0.2, 0.8],
+                    is_noisy=noisy)
+    (ax,) = figures[0].axes
+    heights = np.histogram(s, bins=np.linspace(0, 1, 51), density=True)[0]
+    spike, rest = heights.max(), np.sort(heights)[-2]
+    assert ax.get_ylim()[1] == pytest.approx(1.25 * rest) and spike > ax.get_ylim()[1]
+    assert any(t.get_text() == f"cut: {spike:.1f}" for t in ax.texts)
+    colours = {ln.get_label().split(" (")[0]: to_rgb(ln.get_color()) for ln in ax.lines}
+    assert colours["clean component"] == to_rgb("tab:green")
+    assert colours["noisy component"] == to_rgb("tab:red")
+    bars = {p.get_label(): to_rgb(p.get_facecolor()[:3]) for p in ax.patches if p.get_label()
+            and not p.get_label().startswith("_")}
+    assert bars == {"truly clean": to_rgb("tab:green"), "truly flipped": to_rgb("tab:red")}
+
+
+def test_confusion_colour_bar_is_labelled(figures: list) -> None:
+    plot_confusion(np.eye(3, dtype=int), ["a", "b", "c"], "cm.png")
+    ax, bar = figures[0].axes
+    assert bar.get_ylabel() == "fraction of the true class (row-normalised)"
+    assert ax.get_title().startswith("confusion matrix")
