@@ -195,8 +195,6 @@ def test_no_page_shows_sphinx_roles_or_spec(site: Path) -> None:
     assert not found, f"literal Sphinx roles or SPEC references in the built site: {found}"
 
 
-@pytest.mark.xfail(strict=True, reason="the noisylabel.apps.fer docstrings still hold Sphinx "
-                   "roles and SPEC references; remove this mark once they are converted")
 def test_api_fer_section_shows_no_sphinx_roles_or_spec(site: Path) -> None:
     assert not _unrendered("".join(_parse(_api_parts(site)[1]).text))
 

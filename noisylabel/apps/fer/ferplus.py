@@ -8,13 +8,13 @@ Layout (what ``microsoft/FERPlus``'s ``generate_training_data.py`` writes, and w
     root/FER2013Valid/...            (Kaggle's PublicTest: the validation split)
     root/FER2013Test/...             (Kaggle's PrivateTest: the test split)
 
-``label.csv`` has no header: image name, face box, then the vote counts of :data:`VOTE_COLUMNS`.
-A vote rule of :mod:`noisylabel.annotators` turns the votes into one label per image; images
+``label.csv`` has no header: image name, face box, then the vote counts of ``VOTE_COLUMNS``.
+A vote rule of ``noisylabel.annotators`` turns the votes into one label per image; images
 whose winner is ``contempt``, ``unknown`` or ``NF`` (not a face), or that have no winner, are
-left out (RAF-DB has no contempt class), and :attr:`FERSplit.excluded` counts each reason.
-The seven kept classes map onto RAF-DB's (:data:`~noisylabel.apps.fer.classes.CLASS_NAMES`).
+left out (RAF-DB has no contempt class), and ``FERSplit.excluded`` counts each reason.
+The seven kept classes map onto RAF-DB's (``noisylabel.apps.fer.classes.CLASS_NAMES``).
 
-A *train-labels* file (:func:`read_train_labels`) replaces the training labels by another
+A *train-labels* file (``read_train_labels``) replaces the training labels by another
 label set, FER2013's original labels for the real-noise protocol (``docs/ferplus.md``)::
 
     image,label
@@ -66,7 +66,7 @@ FER2013_CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", 
 
 
 def class_index(name: str) -> int:
-    """Index in :data:`~noisylabel.apps.fer.classes.CLASS_NAMES` of a class name in any of the
+    """Index in ``noisylabel.apps.fer.classes.CLASS_NAMES`` of a class name in any of the
     spellings of FER+, FER2013 or RAF-DB (case-insensitive: ``happy``, ``happiness``,
     ``Happiness`` -> 3). Raises ValueError naming the accepted names."""
     canonical = _SYNONYMS.get(name.strip().lower())
@@ -107,7 +107,7 @@ def read_vote_file(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     names : list of str
         Image file names, in file order.
     counts : numpy.ndarray of int64, shape (N, 10)
-        Votes in the order of :data:`VOTE_COLUMNS`.
+        Votes in the order of ``VOTE_COLUMNS``.
 
     Raises
     ------
@@ -122,7 +122,7 @@ def read_vote_file(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
 
 
 def _read_votes(path: Path) -> tuple[list[str], np.ndarray, list[int]]:
-    """:func:`read_vote_file`, plus the line number of each row (for error messages)."""
+    """``read_vote_file``, plus the line number of each row (for error messages)."""
     names, rows, seen = [], [], {}
     for lineno, row in enumerate(_csv_rows(path, "FER+ label file"), start=1):
         if not any(cell.strip() for cell in row):
@@ -152,7 +152,7 @@ def _read_votes(path: Path) -> tuple[list[str], np.ndarray, list[int]]:
 
 def read_train_labels(path: str | os.PathLike) -> dict[str, tuple[int, int]]:
     """Read a train-labels CSV: header ``image,label``, then one image name and class name per
-    line (any spelling :func:`class_index` accepts).
+    line (any spelling ``class_index`` accepts).
 
     Returns
     -------
@@ -222,10 +222,10 @@ def load_ferplus(
     image_size : int, optional
         Resize to ``image_size`` px (bicubic); None keeps 48 px.
     rule : {"majority", "plurality", "soft"}
-        Vote rule of :func:`noisylabel.annotators.vote_labels`; ``soft`` also fills
+        Vote rule of ``noisylabel.annotators.vote_labels``; ``soft`` also fills
         ``soft_targets`` with the vote distribution over the seven classes.
     train_labels : path, optional
-        A train-labels CSV (:func:`read_train_labels`) whose labels become ``given_labels``;
+        A train-labels CSV (``read_train_labels``) whose labels become ``given_labels``;
         images it does not list are left out (counted as ``"not in train-labels"``). Only for
         ``split="train"``.
     cache : bool
@@ -299,7 +299,7 @@ def _given_labels(path: Path, names: list[str], folder: Path) -> np.ndarray:
 # ----------------------------------------------------------------------------- preparation
 
 FER2013_TRAIN_LABELS = "fer2013_train_labels.csv"
-"""File name of the original FER2013 labels of the training split that :func:`prepare_ferplus`
+"""File name of the original FER2013 labels of the training split that ``prepare_ferplus``
 writes (the ``train_labels`` of the real-noise protocol)."""
 
 _USAGE_FOLDERS = {"Training": FERPLUS_SPLITS["train"], "PublicTest": FERPLUS_SPLITS["valid"],
@@ -360,7 +360,7 @@ def prepare_ferplus(fer2013_csv: str | os.PathLike, fer2013new_csv: str | os.Pat
 
     Row ``i`` of both files is the same image (``fer{i:07d}.png``); rows that FER+ left without
     an image name are skipped, as ``generate_training_data.py`` does. Besides a PNG per image
-    and ``label.csv`` per split, writes :data:`FER2013_TRAIN_LABELS`: each training image's
+    and ``label.csv`` per split, writes ``FER2013_TRAIN_LABELS``: each training image's
     original FER2013 label, leaving out the images whose pixel-identical copies in
     ``fer2013.csv`` carry different labels (their original label is uncertain).
 
