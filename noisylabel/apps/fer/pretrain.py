@@ -76,6 +76,47 @@ def _step(logits: torch.Tensor, idx: torch.Tensor, labels: torch.Tensor
                               (logits.argmax(1) == labels[idx]).sum().float()])
 
 
+def _pretrain_data(config: PretrainConfig) -> tuple[layouts.FERSplit, layouts.FERSplit,
+                                                    torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Training and held-out splits of ``config.data`` by layout, their labels for
+    ``config.task``, and what the sidecar records of the data (layout, classes, held-out)."""
+    layout = layouts.detect_layout(config.data)
+    info: dict[str, Any] = {"layout": layout}
+    if layout == "ferplus":  # expressions by FER+ majority vote; FER2013Valid is held out
+        if config.task != "expression":
+            raise ValueError(f"{config.data}: the FER+ layout has expressions, not identities; "
+                             "use task='expression'")
+        from noisylabel.apps.fer.ferplus import load_ferplus
+
+        train_set = load_ferplus(config.data, "train", config.image_size)
+        test_set = load_ferplus(config.data, "valid", config.image_size)
+        y_train, y_test = train_set.labels, test_set.labels
+        info.update(num_classes=len(layouts.CLASS_NAMES), held_out="FER2013Valid")
+    elif layout == "class-folders":
+        train_set = layouts.load_class_folders(config.data, "train", config.image_size,
+                                                holdout=HOLDOUT, seed=config.seed)
+        test_set = layouts.load_class_folders(config.data, "test", config.image_size,
+                                               holdout=HOLDOUT, seed=config.seed)
+        y_train, y_test = train_set.labels, test_set.labels
+        info.update(num_classes=len(train_set.class_names),
+                    class_names=list(train_set.class_names),
+                    held_out=("test/" if (Path(config.data) / "test").is_dir()
+                              else f"{HOLDOUT:.0%} of train/ (seed {config.seed})"))
+    else:
+        train_set = layouts.load_split(config.data, "train", image_size=config.image_size)
+        test_set = layouts.load_split(config.data, "test", image_size=config.image_size)
+        identities = id_index = None
+        if config.task == "identity":
+            identities = layouts.read_identities(config.data)
+            ids = sorted({identities[n] for n in [*train_set.names, *test_set.names]
+                          if n in identities})
+            id_index = {k: i for i, k in enumerate(ids)}
+        y_train = _labels(train_set, config.task, identities, id_index)
+        y_test = _labels(test_set, config.task, identities, id_index)
+        info["num_classes"] = len(id_index) if id_index is not None else len(layouts.CLASS_NAMES)
+    return train_set, test_set, y_train, y_test, info
+
+
 def pretrain(config: PretrainConfig) -> dict[str, Any]:
     """Train ResNet18 on identities or expressions; write the MS-Celeb-format checkpoint.
 
@@ -96,44 +137,12 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     ValueError
         Malformed data (the message names the file or folder).
     """
-    layout = layouts.detect_layout(config.data)
     rt = Runtime.create(config.device, join=False)  # float32, no torchrun group
     device = rt.device
     torch.manual_seed(config.seed)
-    layout_info: dict[str, Any] = {"layout": layout}
-    if layout == "ferplus":  # expressions by FER+ majority vote; FER2013Valid is held out
-        if config.task != "expression":
-            raise ValueError(f"{config.data}: the FER+ layout has expressions, not identities; "
-                             "use task='expression'")
-        from noisylabel.apps.fer.ferplus import load_ferplus
-
-        train_set = load_ferplus(config.data, "train", config.image_size)
-        test_set = load_ferplus(config.data, "valid", config.image_size)
-        y_train, y_test = train_set.labels.to(device), test_set.labels.to(device)
-        num_classes = len(layouts.CLASS_NAMES)
-        layout_info["held_out"] = "FER2013Valid"
-    elif layout == "class-folders":
-        train_set = layouts.load_class_folders(config.data, "train", config.image_size,
-                                                holdout=HOLDOUT, seed=config.seed)
-        test_set = layouts.load_class_folders(config.data, "test", config.image_size,
-                                               holdout=HOLDOUT, seed=config.seed)
-        y_train, y_test = train_set.labels.to(device), test_set.labels.to(device)
-        num_classes = len(train_set.class_names)
-        layout_info["class_names"] = list(train_set.class_names)
-        layout_info["held_out"] = ("test/" if (Path(config.data) / "test").is_dir()
-                                   else f"{HOLDOUT:.0%} of train/ (seed {config.seed})")
-    else:
-        train_set = layouts.load_split(config.data, "train", image_size=config.image_size)
-        test_set = layouts.load_split(config.data, "test", image_size=config.image_size)
-        identities = id_index = None
-        if config.task == "identity":
-            identities = layouts.read_identities(config.data)
-            ids = sorted({identities[n] for n in [*train_set.names, *test_set.names]
-                          if n in identities})
-            id_index = {k: i for i, k in enumerate(ids)}
-        y_train = _labels(train_set, config.task, identities, id_index).to(device)
-        y_test = _labels(test_set, config.task, identities, id_index).to(device)
-        num_classes = len(id_index) if id_index is not None else len(layouts.CLASS_NAMES)
+    train_set, test_set, y_train, y_test, layout_info = _pretrain_data(config)
+    y_train, y_test = y_train.to(device), y_test.to(device)
+    layout, num_classes = layout_info["layout"], layout_info["num_classes"]
     model = timm.create_model("resnet18", pretrained=False, num_classes=num_classes).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_gamma)
@@ -170,7 +179,6 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     info = {
         "task": config.task,
         **layout_info,
-        "num_classes": num_classes,
         "n_train": len(y_train),
         "n_test": len(y_test),
         "test_acc": test_acc,
