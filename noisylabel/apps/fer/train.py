@@ -10,9 +10,9 @@ optimiser, then per epoch ([`run_epoch`][noisylabel.apps.fer.train.run_epoch])
    with D from the last mining (``NoiseModel.targets``), and
    ``loss = mu1(e) * L1(aux, y, w) + mu2(e) * KL(q || softmax(target))``; otherwise plain CE.
 2. (``full``) [`fit_noise_model`][noisylabel.apps.fer.train.fit_noise_model]: the auxiliary
-   branch's predictions for every training sample (those recorded during the training pass,
-   ``stats_pass="train"``, the default; or an extra eval-mode pass, ``"eval"``, as the
-   references and ``paper_exact`` do) go to the [`NoiseModel`][noisylabel.NoiseModel], which
+   branch's predictions for every training sample (from an extra eval-mode pass,
+   ``stats_pass="eval"``, the default, as the references do; or those recorded during the
+   training pass, ``"train"``) go to the [`NoiseModel`][noisylabel.NoiseModel], which
    fits the Beta mixture and mines the class distributions: new w and D for the next epoch.
 3. [`evaluate`][noisylabel.apps.fer.engine.evaluate]: the target branch on the clean test set
    (and the validation split where the layout has one); metrics; atomic checkpoint
