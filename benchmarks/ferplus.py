@@ -243,7 +243,7 @@ def _cleanlab_labels(job: dict[str, Any], work: Path) -> str:
         probs[fold == k] = _fold_probs(out, job, [n for n, f in zip(names, fold, strict=True)
                                                    if f == k])
     labels = np.array([table[n][0] for n in names])
-    issues = find_label_issues(labels, probs)
+    issues = find_label_issues(labels, probs, n_jobs=1)  # its worker pool breaks under spawn
     kept = work / "kept.csv"
     kept.write_text(header + "\n" + "".join(
         f"{n},{lines[n]}\n" for n, bad in zip(names, issues, strict=True) if not bad))
