@@ -158,17 +158,24 @@ def check_unit_interval(x: Any, name: str = "x") -> Any:
 
     Raises
     ------
+    TypeError
+        Values that are not real numbers (strings, booleans, complex numbers, objects).
     ValueError
         Empty input, wrong shape, NaN/inf, or a value outside [0, 1] (first bad index and
         value named).
     """
     if is_tensor(x):
+        if x.dtype.is_complex or str(x.dtype) == "torch.bool":
+            raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
         if not x.dtype.is_floating_point:
             import torch
 
             x = x.to(torch.get_default_dtype())
     else:
-        x = np.asarray(x, dtype=np.float64)
+        arr = np.asarray(x)
+        if arr.dtype.kind not in "iuf":
+            raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+        x = arr.astype(np.float64)
     if x.ndim == 2 and x.shape[1] == 1:
         x = x.reshape(-1)
     if x.ndim != 1:

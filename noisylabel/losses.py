@@ -15,6 +15,7 @@ def weighted_cross_entropy(
     labels: torch.Tensor,
     weights: torch.Tensor,
     normalize: Literal["weights", "batch"] = "weights",
+    validate: bool = True,
 ) -> torch.Tensor:
     """Sample-weighted cross-entropy.
 
@@ -31,6 +32,9 @@ def weighted_cross_entropy(
     weights : torch.Tensor of shape (B,)
         w_i >= 0 (treated as constants: not differentiated).
     normalize : {"weights", "batch"}
+    validate : bool
+        Check that every weight is finite and >= 0 (one device-to-host sync; a training loop
+        that checks its loss may pass False).
 
     Returns
     -------
@@ -57,12 +61,18 @@ def weighted_cross_entropy(
     w = weights.detach().to(ce.dtype)
     if w.shape != ce.shape:
         raise ValueError(f"weights must have shape {tuple(ce.shape)}, got {tuple(w.shape)}")
+    if validate:
+        bad = ~torch.isfinite(w) | (w < 0)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            raise ValueError(f"weights[{i}] = {float(w[i])}: weights must be finite and >= 0")
     if normalize == "batch":
         return (w * ce).mean()
     return (w * ce).sum() / w.sum().clamp_min(torch.finfo(ce.dtype).tiny)
 
 
-def soft_target_kl(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def soft_target_kl(logits: torch.Tensor, targets: torch.Tensor, validate: bool = True,
+                   atol: float = 1e-3) -> torch.Tensor:
     """KL divergence from soft targets to the model's prediction, averaged over the batch.
 
     ``L_kld = (1/B) sum_i KL(q_i || softmax(z_i)) = (1/B) sum_i sum_k q_ik (log q_ik -
@@ -76,6 +86,11 @@ def soft_target_kl(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         Target-branch logits z.
     targets : torch.Tensor of shape (B, C)
         q, rows sum to 1.
+    validate : bool
+        Check that the targets are finite, >= 0 and that each row sums to 1 within ``atol``
+        (one device-to-host sync; a training loop that checks its loss may pass False).
+    atol : float
+        Tolerance of the row-sum check.
 
     Returns
     -------
@@ -96,5 +111,11 @@ def soft_target_kl(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     if targets.shape != logits.shape:
         raise ValueError(f"targets must have shape {tuple(logits.shape)}, got {tuple(targets.shape)}")
     q = targets.detach().to(logits.dtype)
+    if validate:
+        bad = (~torch.isfinite(q) | (q < 0)).any(dim=1) | ((q.sum(dim=1) - 1).abs() > atol)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            raise ValueError(f"targets[{i}] = {q[i].tolist()}: each row must be a probability "
+                             f"distribution (finite, >= 0, summing to 1 within {atol})")
     log_p = F.log_softmax(logits, dim=1)
     return (torch.xlogy(q, q) - q * log_p).sum(dim=1).mean()

@@ -171,6 +171,14 @@ class BetaMixture:
             raise ValueError(f"max_iter must be >= 1, got {self.max_iter}")
         if self.min_param <= 0:
             raise ValueError(f"min_param must be > 0, got {self.min_param}")
+        for name in ("tol", "min_weight", "separation_margin", "min_gain"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or value < 0 or (name == "tol" and value == 0):
+                raise ValueError(f"{name} must be a finite number "
+                                 f"{'> 0' if name == 'tol' else '>= 0'}, got {value!r}")
+        if self.min_weight >= 0.5:
+            raise ValueError(f"min_weight must be < 0.5, got {self.min_weight!r}")
 
     def _prepare(self, x: Any) -> Any:
         """Validate and clamp to [eps, 1-eps]; float64 numpy or a float tensor on x's device."""

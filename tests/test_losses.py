@@ -43,3 +43,19 @@ def test_soft_target_kl():
     torch.testing.assert_close(z.grad, (torch.softmax(z, 1) - q).detach() / 6)
     with pytest.raises(ValueError, match="shape"):
         soft_target_kl(z, q[:, :3])
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -0.5])
+def test_weighted_cross_entropy_rejects_a_bad_weight(bad: float) -> None:
+    logits, labels = torch.zeros(3, 2), torch.tensor([0, 1, 0])
+    with pytest.raises(ValueError, match=r"weights\[1\] = .*finite and >= 0"):
+        weighted_cross_entropy(logits, labels, torch.tensor([1.0, bad, 1.0]))
+    weighted_cross_entropy(logits, labels, torch.tensor([1.0, bad, 1.0]), validate=False)
+
+
+@pytest.mark.parametrize("row", [[0.7, 0.7], [1.5, -0.5], [float("nan"), 1.0]])
+def test_soft_target_kl_rejects_rows_that_are_not_distributions(row: list[float]) -> None:
+    logits = torch.zeros(2, 2)
+    targets = torch.tensor([[0.5, 0.5], row])
+    with pytest.raises(ValueError, match=r"targets\[1\] = .*probability distribution"):
+        soft_target_kl(logits, targets)

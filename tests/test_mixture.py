@@ -227,3 +227,20 @@ def test_torch_path_makes_no_host_copy(monkeypatch):
     r = m.predict_proba(x)
     s = m.score_samples(x)
     assert isinstance(w, torch.Tensor) and isinstance(r, torch.Tensor) and isinstance(s, torch.Tensor)
+
+
+@pytest.mark.parametrize("x", [np.array(["0.2", "0.8", "0.5"]), np.array([True, False, True]),
+                               np.array([0.2 + 0j, 0.8 + 0j, 0.5 + 0j]),
+                               np.array([0.2, None, 0.5], dtype=object)])
+def test_fit_rejects_values_that_are_not_real_numbers(x: np.ndarray) -> None:
+    with pytest.raises(TypeError, match="x must hold real numbers, got dtype"):
+        BetaMixture().fit(x)
+
+
+@pytest.mark.parametrize("name,value", [("tol", -1.0), ("tol", 0.0), ("tol", float("nan")),
+                                        ("min_weight", 0.7), ("min_gain", -0.1),
+                                        ("separation_margin", "0.1")])
+def test_fit_rejects_bad_parameters(name: str, value: object) -> None:
+    x = np.linspace(0.05, 0.95, 50)
+    with pytest.raises(ValueError, match=f"{name} must be"):
+        BetaMixture(**{name: value}).fit(x)
