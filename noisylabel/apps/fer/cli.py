@@ -67,19 +67,45 @@ def synthetic_root(settings: dict[str, Any] | None = None) -> Path:
 # ----------------------------------------------------------------------------- parser
 
 
+def _note_given(namespace: argparse.Namespace, dest: str) -> None:
+    """Record in ``namespace._given`` that option ``dest`` was given on the command line."""
+    namespace._given = {*getattr(namespace, "_given", ()), dest}
+
+
 class _Given(argparse.Action):
     """Store an option's value and note in ``namespace._given`` that it was given, so that a
-    preset fills in only the options left out (``const`` set: a flag storing ``const``)."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
-        if kwargs.get("const") is not None:
-            kwargs["nargs"] = 0
-        super().__init__(option_strings, dest, **kwargs)
+    preset fills in only the options left out."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: Any, option_string: str | None = None) -> None:
-        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
-        namespace._given = {*getattr(namespace, "_given", ()), self.dest}
+        setattr(namespace, self.dest, values)
+        _note_given(namespace, self.dest)
+
+
+class _GivenBool(argparse.BooleanOptionalAction):
+    """``--NAME`` / ``--no-NAME`` (argparse's ``BooleanOptionalAction``), noted as given."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        super().__call__(parser, namespace, values, option_string)
+        _note_given(namespace, self.dest)
+
+
+class _Deprecated(argparse.Action):
+    """An old spelling of an option, kept for a release: hidden from ``--help``; when used it
+    warns on standard error, then acts as ``new`` (the current spelling) does."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, new: str,
+                 **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+        self.new = new
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(f"{parser.prog}: warning: {option_string} is deprecated and will be removed; "
+              f"use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+        _note_given(namespace, self.dest)
 
 
 # Argument groups of `train --help`: the field that opens each group.
@@ -90,34 +116,38 @@ _TYPES = {"int": int, "float": float, "str": str}
 
 def _default_text(f: dataclasses.Field, presets: dict[str, dict[str, Any]]) -> str:
     """`` (default: X; preset P: Y)`` for ``f``, empty when it has no default value."""
-    shown = [f"default: {f.default}"] if f.default is not None else []
-    shown += [f"{name}: {values[f.name]}" for name, values in presets.items() if f.name in values]
+    shown = [f"default: {f.default}"] if f.default not in (None, "") else []
+    shown += [f"preset {name}: {values[f.name]}" for name, values in presets.items()
+              if f.name in values]
     return f" ({'; '.join(shown)})" if shown else ""
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser, config_cls: type,
                           presets: dict[str, dict[str, Any]],
                           groups: dict[str, str] | None = None) -> None:
-    """One option per field of ``config_cls``: its default, type, choices and help come from the
-    field; booleans become ``--NAME`` / ``--no-NAME``."""
+    """One option per field of ``config_cls``: its name, default, type, choices, help and old
+    spellings come from the field (``config._opt``); booleans become ``--NAME`` /
+    ``--no-NAME``."""
     hints = typing.get_type_hints(config_cls)
     group: Any = parser
     for f in dataclasses.fields(config_cls):
         if groups and f.name in groups:
             group = parser.add_argument_group(groups[f.name])
-        flag = "--" + f.name.replace("_", "-")
+        flag = "--" + (f.metadata["flag"] or f.name.replace("_", "-"))
+        names = [flag, f.metadata["short"]] if f.metadata["short"] else [flag]
         help_text = (f.metadata["help"] + _default_text(f, presets)).replace("%", "%%")
         kind = typing.get_args(hints[f.name]) or (hints[f.name],)
         if bool in kind:
-            group.add_argument(flag, dest=f.name, action=_Given, const=True, default=f.default,
+            group.add_argument(*names, dest=f.name, action=_GivenBool, default=f.default,
                                help=help_text)
-            group.add_argument(f"--no-{f.name.replace('_', '-')}", dest=f.name, action=_Given,
-                               const=False, help=f"the opposite of {flag}")
             continue
-        group.add_argument(flag, dest=f.name, action=_Given, default=f.default,
-                           type=next(t for t in kind if t is not type(None)),
-                           choices=f.metadata["choices"], metavar=f.metadata["metavar"],
-                           help=help_text)
+        typed = {"type": next(t for t in kind if t is not type(None)),
+                 "choices": f.metadata["choices"], "metavar": f.metadata["metavar"]}
+        group.add_argument(*names, dest=f.name, action=_Given, default=f.default, help=help_text,
+                           **typed)
+        for old in f.metadata["deprecated"]:
+            group.add_argument(f"--{old}", dest=f.name, action=_Deprecated, new=flag,
+                               default=f.default, **typed)
     parser.set_defaults(_given=())
 
 
@@ -170,8 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
                                         "folders with the target branch.")
     _add_inference_arguments(p_pred)
     p_pred.add_argument("inputs", nargs="+", help="image files and/or folders")
-    p_pred.add_argument("--output", "-o", metavar="CSV",
+    p_pred.add_argument("--out", "-o", metavar="CSV",
                         help="write the CSV here (default: standard output)")
+    p_pred.add_argument("--output", dest="out", action=_Deprecated, new="--out")
 
     p_prep = sub.add_parser(
         "prepare-ferplus", help="write the FER+ layout from fer2013.csv and fer2013new.csv",
@@ -181,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "original FER2013 label of each training image, for --train-labels).")
     p_prep.add_argument("fer2013_csv", help="Kaggle's fer2013.csv")
     p_prep.add_argument("fer2013new_csv", help="FER+'s fer2013new.csv")
-    p_prep.add_argument("--out", required=True, metavar="DIR", help="folder to write the layout in")
+    p_prep.add_argument("--out", "-o", required=True, metavar="DIR", help="folder to write the layout in")
     p_prep.add_argument("--overwrite", action="store_true",
                         help="replace a FER+ layout already in DIR")
 
@@ -192,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "run folder")
     p_exp.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript",
                        help="torchscript (default) or onnx (needs: pip install onnx onnxscript)")
-    p_exp.add_argument("--out", metavar="FILE",
+    p_exp.add_argument("--out", "-o", metavar="FILE",
                        help="file to write (default: model.torchscript.pt or model.onnx beside "
                             "the checkpoint)")
     p_exp.add_argument("--batch-size", type=int, default=4,
@@ -227,7 +258,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
                 fer_config.SYNTHETIC_DEFAULTS, cache_home(),
                 task=fer_config.SYNTHETIC_BACKBONE["task"],
                 epochs=fer_config.SYNTHETIC_BACKBONE["epochs"],
-                progress=options.get("progress", True)))
+                progress=options.get("progress", True), quiet=options.get("quiet", False)))
     if not synthetic and options.get("pretrained") is None:
         print("note: no --pretrained backbone: training from random initialisation. The paper "
               "starts from resnet18_msceleb.pth; pass --pretrained FILE (or 'none' to silence)",
@@ -342,7 +373,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     images = _read_images(files, cfg.image_size)
     probs = predict_probs(model, images, "target", args.batch_size, dev).cpu().numpy()
     names = ckpt.get("class_names") or list(CLASS_NAMES[: cfg.num_classes])
-    sink = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115
+    sink = open(args.out, "w", newline="") if args.out else sys.stdout  # noqa: SIM115
     try:
         writer = csv.writer(sink)
         writer.writerow(["file", "prediction", *names])
@@ -351,8 +382,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     finally:
         if sink is not sys.stdout:
             sink.close()
-    if args.output:
-        print(f"wrote {len(files)} predictions to {args.output}")
+    if args.out:
+        print(f"wrote {len(files)} predictions to {args.out}")
     return 0
 
 

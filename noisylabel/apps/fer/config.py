@@ -33,9 +33,24 @@ __all__ = ["TrainConfig", "PretrainConfig", "TRAIN_PRESETS", "PRETRAIN_PRESETS",
 
 
 def _opt(default: Any, help: str, metavar: str | None = None,  # noqa: A002 (argparse's name)
-         choices: tuple[str, ...] | None = None) -> Any:
-    """A dataclass field with its command-line help (and metavar, choices) in ``metadata``."""
-    meta = {"help": help, "metavar": metavar, "choices": choices}
+         choices: tuple[str, ...] | None = None, flag: str | None = None, short: str | None = None,
+         deprecated: tuple[str, ...] = ()) -> Any:
+    """A dataclass field with its command-line spelling and help in ``metadata``.
+
+    Parameters
+    ----------
+    default, help, metavar, choices
+        As ``argparse.ArgumentParser.add_argument``.
+    flag : str or None
+        The option's name without ``--``; None = the field name with ``-`` for ``_``.
+    short : str or None
+        A one-letter form such as ``-o``.
+    deprecated : tuple of str
+        Old names without ``--``, still accepted for a release (hidden from ``--help``; using
+        one prints a warning naming the new one).
+    """
+    meta = {"help": help, "metavar": metavar, "choices": choices, "flag": flag, "short": short,
+            "deprecated": deprecated}
     return field(default=default, metadata=meta)
 
 
@@ -116,9 +131,10 @@ class TrainConfig:
         no warm-up gate, plain-mean L1, non-monotone posterior, one global fit, absolute t
         rule. Overrides the five safeguard options below.
     warmup : int or None
-        Warm-up gate (docs/method.md, "The per-epoch noise model and its safeguards"): the fits
-        after epochs 1..warmup are logged but not used, so w = 1 during epochs 1..warmup+1
-        (epoch 1 never has a fit). None = ``ceil(beta)``.
+        Warm-up gate of the noise model (docs/method.md, "The per-epoch noise model and its
+        safeguards"; not a learning-rate warm-up): the fits after epochs 1..warmup are logged
+        but not used, so w = 1 during epochs 1..warmup+1 (epoch 1 never has a fit).
+        None = ``ceil(beta)``. Command line: ``--noise-warmup`` (``--warmup``, deprecated).
     gate : bool
         Use a fit's w only when the mixture is separated; otherwise keep the last accepted w.
     monotone : bool
@@ -142,8 +158,16 @@ class TrainConfig:
         Batch size of the evaluation and statistics passes.
     resume : bool
         Continue from ``out/checkpoint.pt`` when it exists (same final result as uninterrupted).
-    tensorboard, plots, progress : bool
-        TensorBoard event files, PNG plots, tqdm progress bar.
+    tensorboard : bool
+        TensorBoard event files, when ``tensorboard`` is installed; when it is not, the run says
+        so once and its ``config.json`` records ``"tensorboard": false``.
+    plots : bool
+        PNG plots at the end.
+    progress : bool
+        tqdm progress bar during each epoch (the per-epoch lines do not depend on it).
+    quiet : bool
+        Print only the run's first line and its final table; ``train.log`` in the run folder
+        still gets every line.
     num_threads : int or None
         ``torch.set_num_threads`` for CPU runs (None = leave torch's default).
     """
@@ -152,7 +176,7 @@ class TrainConfig:
                      "Image/aligned/) or FER+ layout (FER2013Train|Valid|Test/label.csv); "
                      "empty: the built-in synthetic faces, generated on first use", "PATH")
     out: str = _opt("runs/fer", "run folder; left at the default, a subfolder "
-                    "<data>-<variant>-noise<rate>-seed<seed> of it", "DIR")
+                    "<data>-<variant>-noise<rate>-seed<seed> of it", "DIR", short="-o")
     noise: float = _opt(0.0, "symmetric label-noise rate injected into the training labels, "
                         "seeded by --seed", "RATE")
     noise_file: str | None = _opt(None, "EAC-format noisy train labels (e.g. noise03.txt); "
@@ -207,9 +231,10 @@ class TrainConfig:
     paper_exact: bool = _opt(False, "the paper literally: no warm-up gate, plain-mean L1, "
                              "non-monotone posterior, global fit, absolute t rule (overrides "
                              "the options below)")
-    warmup: int | None = _opt(None, "ignore the fits of epochs 1..K (logged, not used): w = 1 "
-                              "during epochs 1..K+1 (unset: ceil(beta); 0 with --paper-exact)",
-                              "EPOCHS")
+    warmup: int | None = _opt(None, "noise-model warm-up, not a learning-rate one: ignore the "
+                              "fits of epochs 1..K (logged, not used), so w = 1 during epochs "
+                              "1..K+1 (unset: ceil(beta); 0 with --paper-exact; formerly "
+                              "--warmup)", "K", flag="noise-warmup", deprecated=("warmup",))
     gate: bool = _opt(True, "use a fit's w only when its two components are separated")
     monotone: bool = _opt(True, "posterior monotone in the signal")
     per_class: bool = _opt(False, "class-aware mixture fitting (else one global mixture)")
@@ -225,9 +250,12 @@ class TrainConfig:
     eval_batch_size: int = _opt(256, "batch size of the evaluation and statistics passes")
     resume: bool = _opt(False, "continue from DIR/checkpoint.pt (same final result as "
                         "uninterrupted)")
-    tensorboard: bool = _opt(True, "TensorBoard logs when installed")
+    tensorboard: bool = _opt(True, "TensorBoard event files (needs: pip install tensorboard; "
+                             "without it the run says so and config.json records false)")
     plots: bool = _opt(True, "PNG plots at the end")
-    progress: bool = _opt(True, "progress bar and per-epoch lines")
+    progress: bool = _opt(True, "progress bar during each epoch")
+    quiet: bool = _opt(False, "print only the first line and the final table (train.log in "
+                       "the run folder keeps every line)")
     num_threads: int | None = _opt(None, "torch CPU threads (unset: torch's default)")
 
     def __post_init__(self) -> None:
@@ -282,7 +310,10 @@ class PretrainConfig:
         or class folders ``train/<class>/*.jpg`` (optional ``test/<class>/``); see
         [`pretrain`][noisylabel.apps.fer.pretrain].
     task : {"identity", "expression"}
-        What the network learns to recognise.
+        What the network learns to recognise. The defaults (expressions, 15 epochs, 32 px,
+        flip) are those of the backbone ``noisylabel-fer train`` builds for the built-in data
+        ([`SYNTHETIC_BACKBONE`][noisylabel.apps.fer.config.SYNTHETIC_BACKBONE]), so
+        ``noisylabel-fer pretrain`` alone makes that backbone.
     out : str
         Checkpoint file to write (plus ``.sha256`` and ``.json`` beside it).
     image_size, epochs, batch_size, lr, lr_gamma : training settings
@@ -294,7 +325,9 @@ class PretrainConfig:
     device : str or None
         None = CUDA when present, else CPU.
     progress : bool
-        Progress bar and per-epoch lines.
+        tqdm progress bar during each epoch.
+    quiet : bool
+        No per-epoch lines.
     """
 
     data: str = _opt("", "data root, RAF-DB layout (EmoLabel/, Image/aligned/) or class folders "
@@ -302,12 +335,13 @@ class PretrainConfig:
                      "train/ is held out; the folders are the identities or expressions); empty: "
                      "a synthetic set whose identities are disjoint from the built-in training "
                      "set's", "PATH")
-    task: str = _opt("identity", "recognise identities (MS-Celeb-like; in RAF-DB layout needs "
-                     "EmoLabel/identities.csv) or expressions", choices=("identity", "expression"))
+    task: str = _opt("expression", "recognise expressions (the backbone train builds for the "
+                     "built-in data) or identities (MS-Celeb-like; in RAF-DB layout needs "
+                     "EmoLabel/identities.csv)", choices=("expression", "identity"))
     out: str = _opt("pretrained/resnet18_faces.pth", "checkpoint to write; FILE.sha256 and "
-                    "FILE.json are written beside", "FILE")
+                    "FILE.json are written beside", "FILE", short="-o")
     image_size: int = _opt(32, "input side in pixels", "PX")
-    epochs: int = _opt(6, "epochs")
+    epochs: int = _opt(15, "epochs")
     batch_size: int = _opt(64, "batch size")
     lr: float = _opt(1e-3, "Adam learning rate")
     lr_gamma: float = _opt(0.9, "ExponentialLR decay per epoch")
@@ -315,7 +349,8 @@ class PretrainConfig:
                         choices=_AUGMENTS)
     seed: int = _opt(0, "seed")
     device: str | None = _opt(None, "cuda or cpu (unset: CUDA when present)")
-    progress: bool = _opt(True, "progress bar")
+    progress: bool = _opt(True, "progress bar during each epoch")
+    quiet: bool = _opt(False, "no per-epoch lines")
 
     def __post_init__(self) -> None:
         if self.augment not in _AUGMENTS:
@@ -357,17 +392,19 @@ defaults. ``noisylabel-fer train`` uses ``synthetic-cpu`` without ``--data`` and
 with it, unless ``--preset`` names another."""
 
 PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    "identity": {},  # the dataclass defaults: MS-Celeb-like identity recognition
-    "synthetic-backbone": {"task": "expression", "epochs": 15},
+    "synthetic-backbone": {},  # the dataclass defaults: expressions, 15 epochs
+    "identity": {"task": "identity", "epochs": 6},  # MS-Celeb-like identity recognition
 }
 """Named pretraining presets: overrides of the
-[`PretrainConfig`][noisylabel.apps.fer.config.PretrainConfig] defaults. ``synthetic-backbone`` is
-the backbone ``noisylabel-fer train`` pretrains once for the built-in data: expressions of faces
-whose identities are disjoint from the training set's (the identity task transfers worse on
-these faces; see benchmarks/README.md, "Ablation")."""
+[`PretrainConfig`][noisylabel.apps.fer.config.PretrainConfig] defaults. ``synthetic-backbone``
+(the defaults) is the backbone ``noisylabel-fer train`` pretrains once for the built-in data:
+expressions of faces whose identities are disjoint from the training set's (the identity task
+transfers worse on these faces; see benchmarks/README.md, "Ablation")."""
 
-SYNTHETIC_BACKBONE: dict[str, Any] = PRETRAIN_PRESETS["synthetic-backbone"]
-"""Task and epochs of the built-in data's pretrained backbone (made once, then cached)."""
+SYNTHETIC_BACKBONE: dict[str, Any] = {"task": PretrainConfig.task,
+                                      "epochs": PretrainConfig.epochs}
+"""Task and epochs of the built-in data's pretrained backbone (made once, then cached): the
+[`PretrainConfig`][noisylabel.apps.fer.config.PretrainConfig] defaults."""
 
 
 def train_preset(name: str, **overrides: Any) -> TrainConfig:

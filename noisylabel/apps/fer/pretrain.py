@@ -50,7 +50,7 @@ from noisylabel.apps.fer.engine import (
     predict_probs,
     train_one_epoch,
 )
-from noisylabel.apps.fer.report import atomic_torch_save, write_json
+from noisylabel.apps.fer.report import atomic_torch_save, format_time_estimate, write_json
 
 __all__ = ["PretrainConfig", "pretrain", "synthetic_backbone"]
 
@@ -156,6 +156,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     start = time.perf_counter()
     test_acc = float("nan")
     for epoch in range(1, config.epochs + 1):
+        epoch_start = time.perf_counter()
         model.train()
         batches = batch_slices(epoch_permutation(n, order_gen), config.batch_size)
         total = train_one_epoch(
@@ -165,9 +166,13 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         scheduler.step()
         probs = predict_probs(model, test_images, None, 256, device)
         test_acc = float((probs.argmax(1) == y_test).float().mean())
-        if config.progress:
+        if not config.quiet:
             tqdm.write(f"pretrain {config.task} epoch {epoch:>2}  loss {total[0].item() / n:.3f}"
                        f"  train {100 * total[1].item() / n:.1f}%  held-out {100 * test_acc:.1f}%")
+            if epoch == 1 < config.epochs:
+                now = time.perf_counter()
+                tqdm.write("pretrain " + format_time_estimate(
+                    epoch, now - epoch_start, config.epochs - epoch, now - start))
 
     out = Path(config.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -196,13 +201,19 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
 
 def synthetic_backbone(target_settings: dict[str, Any], root: Path,
                        task: str = SYNTHETIC_BACKBONE["task"],
-                       epochs: int = SYNTHETIC_BACKBONE["epochs"], progress: bool = True) -> Path:
+                       epochs: int = SYNTHETIC_BACKBONE["epochs"], progress: bool = True,
+                       quiet: bool = False) -> Path:
     """Pretrained backbone for the built-in synthetic data, made once and cached.
 
     A source data set with identities disjoint from the target's (same generator, other faces,
     as MS-Celeb is to RAF-DB) is generated under ``root``, and ResNet18 is pretrained on it
     (``task``). Both are keyed by a hash of the target's generator settings and the pretraining
     settings, so changing either makes a new file.
+
+    The pretraining settings other than ``task`` and ``epochs`` are the
+    [`PretrainConfig`][noisylabel.apps.fer.config.PretrainConfig] defaults, so
+    ``noisylabel-fer pretrain`` with no options makes the same backbone. ``progress`` and
+    ``quiet`` are those of [`PretrainConfig`][noisylabel.apps.fer.config.PretrainConfig].
 
     Returns
     -------
@@ -227,7 +238,7 @@ def synthetic_backbone(target_settings: dict[str, Any], root: Path,
     print(f"pretraining ResNet18 on {task} ({epochs} epochs) -> {path}", flush=True)
     result = pretrain(PretrainConfig(data=str(source_root), task=task, out=str(path),
                                      image_size=target.image_size, epochs=epochs,
-                                     progress=progress))
+                                     progress=progress, quiet=quiet))
     print(f"pretrained backbone: held-out {task} accuracy {100 * result['test_acc']:.1f}%, "
           f"sha256 {result['sha256']}", flush=True)
     return path

@@ -1,4 +1,5 @@
-"""Outputs of a training run: metrics CSV, TensorBoard scalars, plots, config and summary.
+"""Outputs of a training run: metrics CSV, TensorBoard scalars, train.log, plots, config and
+summary.
 
 Everything here is a side effect on the run folder; the trainer calls it from its rank-0 code
 path only. Nothing here changes training.
@@ -7,9 +8,11 @@ path only. Nothing here changes training.
 from __future__ import annotations
 
 import csv
+import datetime
 import json
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,6 +23,9 @@ import torch
 
 __all__ = [
     "RunReporter",
+    "TENSORBOARD_MISSING",
+    "format_duration",
+    "format_time_estimate",
     "atomic_torch_save",
     "atomic_write_text",
     "write_json",
@@ -366,33 +372,117 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: str | Path,
     return _save(fig, path)
 
 
+def format_duration(seconds: float) -> str:
+    """``seconds`` in the unit a person reads best: ``"42 s"``, ``"3.5 min"``, ``"1.2 h"``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def format_time_estimate(epoch: int, epoch_seconds: float, epochs_left: int,
+                         elapsed: float, now: datetime.datetime | None = None) -> str:
+    """The run's time estimate once an epoch is done: the epochs left at this epoch's time.
+
+    Parameters
+    ----------
+    epoch : int
+        The epoch just done.
+    epoch_seconds : float
+        Its wall time (training, noise model, evaluation, checkpoint).
+    epochs_left : int
+        Epochs still to train.
+    elapsed : float
+        Seconds the run has taken so far (data loading included).
+    now : datetime.datetime or None
+        The present time (None: the clock); the estimate names the time of day it ends.
+
+    Returns
+    -------
+    str
+        e.g. ``"epoch 1 took 12 s; 14 epochs left: about 2.8 min more, 3.0 min in all (done
+        around 18:59)"``.
+    """
+    left = epochs_left * epoch_seconds
+    end = (now or datetime.datetime.now()) + datetime.timedelta(seconds=left)
+    return (f"epoch {epoch} took {format_duration(epoch_seconds)}; {epochs_left} epoch"
+            f"{'s' if epochs_left != 1 else ''} left: about {format_duration(left)} more, "
+            f"{format_duration(elapsed + left)} in all (done around {end:%H:%M})")
+
+
+TENSORBOARD_MISSING = ("TensorBoard not installed (pip install tensorboard); metrics are in "
+                       "metrics.csv")
+"""What a run says, once, when TensorBoard was asked for but cannot be imported."""
+
+
+def _summary_writer_class() -> type | None:
+    """``torch.utils.tensorboard.SummaryWriter``, or None when tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter
+
+
 class RunReporter:
-    """All per-run side effects: metrics CSV, TensorBoard scalars, config.json, final plots.
+    """All per-run side effects: metrics CSV, TensorBoard scalars, train.log, config.json.
 
     Parameters
     ----------
     out_dir : Path
         The run folder.
     tensorboard : bool
-        Write TensorBoard event files under ``out_dir/tensorboard`` when tensorboard is
-        importable (silently skipped otherwise).
+        Write TensorBoard event files under ``out_dir/tensorboard``. When tensorboard cannot be
+        imported the reporter says so once ([`TENSORBOARD_MISSING`][noisylabel.apps.fer.report.TENSORBOARD_MISSING],
+        on standard error and in ``train.log``) and ``self.tensorboard`` is False.
     start_epoch : int
         Epochs already done (after a resume): TensorBoard events from later epochs are purged.
+    echo : bool
+        Print the lines given to [`log`][noisylabel.apps.fer.report.RunReporter.log] (False:
+        ``train.log`` only, unless a line asks to be printed).
+
+    Attributes
+    ----------
+    tensorboard : bool
+        Whether TensorBoard event files are written (what ``config.json`` records).
+    log_path : Path
+        ``out_dir/train.log``: every line the run printed, time-stamped; a resumed run appends.
     """
 
-    def __init__(self, out_dir: str | Path, tensorboard: bool = True, start_epoch: int = 0):
+    def __init__(self, out_dir: str | Path, tensorboard: bool = True, start_epoch: int = 0,
+                 echo: bool = True):
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.echo = echo
+        self.log_path = self.out_dir / "train.log"
+        self._log = self.log_path.open("a", encoding="utf-8")
         self._tb = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                SummaryWriter = None  # noqa: N806
-            if SummaryWriter is not None:
-                self._tb = SummaryWriter(
-                    str(self.out_dir / "tensorboard"), purge_step=start_epoch + 1
-                )
+        writer = _summary_writer_class() if tensorboard else None
+        if writer is not None:
+            self._tb = writer(str(self.out_dir / "tensorboard"), purge_step=start_epoch + 1)
+        elif tensorboard:
+            self.log(TENSORBOARD_MISSING, echo=True, stream=sys.stderr)
+        self.tensorboard = self._tb is not None
+
+    def log(self, message: str, echo: bool | None = None, stream: Any = None) -> None:
+        """Append ``message`` to ``train.log`` (each line time-stamped) and print it.
+
+        Parameters
+        ----------
+        message : str
+            One or more lines.
+        echo : bool or None
+            Print it too; None = the reporter's ``echo``.
+        stream : file or None
+            Where to print (None: standard output).
+        """
+        stamp = f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S}"
+        if not self._log.closed:
+            self._log.writelines(f"{stamp}  {line}\n" for line in message.splitlines())
+            self._log.flush()
+        if self.echo if echo is None else echo:
+            print(message, file=stream or sys.stdout, flush=True)
 
     def save_config(self, config: Mapping[str, Any]) -> Path:
         """Write the resolved configuration as ``config.json``."""
@@ -411,7 +501,8 @@ class RunReporter:
             self._tb.flush()
 
     def close(self) -> None:
-        """Close the TensorBoard writer."""
+        """Close the TensorBoard writer and ``train.log``."""
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+        self._log.close()

@@ -40,7 +40,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from noisylabel.apps.fer import distributed, ferplus
 from noisylabel.apps.fer.augment import BatchAugment, make_augment
@@ -67,6 +66,7 @@ from noisylabel.apps.fer.report import (
     RunReporter,
     confusion_matrix,
     format_accuracy_table,
+    format_time_estimate,
     noise_detection_auc,
     plot_confusion,
     plot_curves,
@@ -88,7 +88,8 @@ __all__ = ["TrainConfig", "train", "run_epoch", "compute_loss", "fit_noise_model
            "resolve_device"]
 
 # Options that may differ between an interrupted run and its resumption.
-_RESUMABLE_CHANGES = {"resume", "epochs", "progress", "device", "tensorboard", "plots", "num_threads"}
+_RESUMABLE_CHANGES = {"resume", "epochs", "progress", "quiet", "device", "tensorboard", "plots",
+                      "num_threads"}
 
 
 # ----------------------------------------------------------------------------- model
@@ -389,6 +390,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         accuracy, fractions), ``regime`` (from scratch / pretrained from FILE sha256),
         ``history`` (per-epoch metric rows), ``out`` (run folder), ``table`` (printable text).
     """
+    started = time.perf_counter()
     cfg = config.resolved()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -426,6 +428,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     fit = None
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
+        epoch_start = time.perf_counter()
         row, fit = run_epoch(epoch, cfg, rt, model, ddp, optimizer, noise_model, data, augment,
                              generators)
         history.append(row)
@@ -437,8 +440,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
             save_checkpoint(ckpt_path, state)
             write_model_files(cfg.out, state, float(data.true_noisy.float().mean()))
             reporter.log_epoch(history)
-            if cfg.progress:
-                tqdm.write(_epoch_line(row))
+            reporter.log(_epoch_line(row))
+            if epoch == start_epoch + 1 and epoch < cfg.epochs:  # once, after the first epoch
+                now = time.perf_counter()
+                reporter.log(format_time_estimate(epoch, now - epoch_start, cfg.epochs - epoch,
+                                                  now - started))
 
     # --- final report (rank 0) ---------------------------------------------------------------
     summary = summarize_accuracy([r["test_acc"] for r in history])
@@ -446,11 +452,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
     result = {**summary, "regime": regime, "backbone_sha256": sha, "variant": cfg.variant,
               "out": str(out), "history": history, "table": table}
     if rt.main:
-        reporter.close()
         if cfg.plots and history:
             _final_plots(out, model, cfg, history, data, noise_model, fit, rt)
         write_json(out / "summary.json", {k: v for k, v in result.items() if k != "history"})
-        print(f"regime: {regime}\n{table}")
+        reporter.log(f"regime: {regime}\n{table}", echo=True)
+        reporter.close()
     distributed.barrier()  # no rank returns before rank 0's files are complete
     return result
 
@@ -512,8 +518,10 @@ def _restore(ckpt: dict[str, Any], path: Path, trained: tuple, data: TrainData,
 
 def _start_report(cfg: TrainConfig, rt: Runtime, data: TrainData, regime: str,
                   sha: str | None, start_epoch: int) -> RunReporter:
-    """Open the run's reporter, write config.json and print the run's first line."""
-    reporter = RunReporter(Path(cfg.out), tensorboard=cfg.tensorboard, start_epoch=start_epoch)
+    """Open the run's reporter, write config.json (with the TensorBoard setting actually used)
+    and print the run's first line (also the first line of this session in ``train.log``)."""
+    reporter = RunReporter(Path(cfg.out), tensorboard=cfg.tensorboard, start_epoch=start_epoch,
+                           echo=not cfg.quiet)
     batch_size = distributed.per_rank_batch_size(cfg.batch_size)
     noise_rate = int(data.true_noisy.sum()) / data.n_train
     n_test = len(data.test_labels)
@@ -523,13 +531,13 @@ def _start_report(cfg: TrainConfig, rt: Runtime, data: TrainData, regime: str,
                           "n_test": n_test,
                           "n_valid": len(data.valid) if data.valid is not None else 0,
                           "data_description": data.description,
-                          "actual_noise_rate": noise_rate})
-    print(f"noisylabel-fer: variant {cfg.variant}, {regime}, device {rt.device}, "
+                          "actual_noise_rate": noise_rate, "tensorboard": reporter.tensorboard})
+    reporter.log(f"noisylabel-fer: variant {cfg.variant}, {regime}, device {rt.device}, "
           f"{data.n_train} train / {n_test} test images at {cfg.image_size} px, "
           f"label noise {100 * noise_rate:.1f}%"
           + (f", {rt.world} processes x batch {batch_size}" if rt.world > 1 else "")
           + (f", resuming after epoch {start_epoch}" if start_epoch else "")
-          + (f"; {data.description}" if data.description else ""))
+          + (f"; {data.description}" if data.description else ""), echo=True)
     return reporter
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,13 +22,62 @@ TINY = ["--image-size", "16", "--batch-size", "16", "--device", "cpu", "--no-pro
         "--no-tensorboard", "--seed", "1"]
 
 
+@dataclass
+class Run:
+    """A finished ``noisylabel-fer train`` run: its folder and what it printed."""
+
+    out: Path
+    stdout: str
+    stderr: str
+
+
 @pytest.fixture(scope="module")
-def trained(tiny_faces: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run(tiny_faces: Path, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """Two epochs of ``full`` without the progress bar, TensorBoard asked for but not importable."""
     out = tmp_path_factory.mktemp("run")
-    status = cli.main(["train", "--data", str(tiny_faces), "--epochs", "2", "--noise", "0.2",
-                       "--variant", "full", "--out", str(out), *TINY])
-    assert status == 0
-    return out
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout), \
+            contextlib.redirect_stderr(stderr):
+        mp.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails: not installed
+        status = cli.main(["train", "--data", str(tiny_faces), "--epochs", "2", "--noise", "0.2",
+                           "--variant", "full", "--out", str(out), *TINY, "--tensorboard"])
+    assert status == 0, stderr.getvalue()
+    return Run(out, stdout.getvalue(), stderr.getvalue())
+
+
+@pytest.fixture(scope="module")
+def trained(run: Run) -> Path:
+    return run.out
+
+
+def test_missing_tensorboard_is_said_once_and_recorded_as_off(run: Run) -> None:
+    from noisylabel.apps.fer.report import TENSORBOARD_MISSING
+
+    assert TENSORBOARD_MISSING == ("TensorBoard not installed (pip install tensorboard); "
+                                   "metrics are in metrics.csv")
+    assert run.stderr.count(TENSORBOARD_MISSING) == 1 and TENSORBOARD_MISSING not in run.stdout
+    assert json.loads((run.out / "config.json").read_text())["tensorboard"] is False
+    assert not (run.out / "tensorboard").exists()
+
+
+def test_epoch_lines_and_time_estimate_without_the_progress_bar(run: Run) -> None:
+    lines = run.stdout.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("noisylabel-fer: variant"))
+    epoch1 = next(i for i, line in enumerate(lines) if line.startswith("epoch   1  loss"))
+    estimate = next(i for i, line in enumerate(lines) if line.startswith("epoch 1 took"))
+    epoch2 = next(i for i, line in enumerate(lines) if line.startswith("epoch   2  loss"))
+    assert first < epoch1 < estimate < epoch2  # --no-progress hides the bar only
+    assert "1 epoch left: about" in lines[estimate] and "in all (done around" in lines[estimate]
+    assert sum("took" in line for line in lines) == 1  # once, after the first epoch
+
+
+def test_train_log_holds_every_line(run: Run) -> None:
+    log = (run.out / "train.log").read_text().splitlines()
+    text = "\n".join(line.split("  ", 1)[1] for line in log)  # without the time stamps
+    for line in run.stdout.splitlines()[:-1]:  # all but the final "outputs in ..." line
+        assert line in text, line
+    assert "epoch   2  loss" in text and "test accuracy of the target branch" in text
+    assert log[0][:4].isdigit()  # time-stamped
 
 
 def test_train_writes_the_run_outputs(trained: Path, capsys) -> None:
@@ -113,7 +165,8 @@ def test_installed_console_script_help() -> None:
     assert exe is not None, "noisylabel-fer is not installed (pip install .)"
     done = subprocess.run([exe, "train", "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    for option in ("--data", "--noise", "--paper-exact", "--pretrained", "--resume", "--warmup"):
+    for option in ("--data", "--noise", "--paper-exact", "--pretrained", "--resume",
+                   "--noise-warmup"):
         assert option in done.stdout
 
 
@@ -158,3 +211,81 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip() == f"noisylabel-fer {__version__}"
+
+
+def _help(command: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit):
+        cli.main([*command, "--help"])
+    return capsys.readouterr().out
+
+
+def test_help_text_has_no_percent_artefacts(capsys: pytest.CaptureFixture[str]) -> None:
+    commands = [[], ["train"], ["pretrain"], ["evaluate"], ["predict"], ["prepare-ferplus"],
+                ["export"]]
+    for command in commands:
+        text = _help(command, capsys)
+        assert "%%" not in text and "%(" not in text, command
+    assert "30% noise" in " ".join(_help([], capsys).split())  # one %, wherever it wraps
+    assert "10% of train/" in " ".join(_help(["pretrain"], capsys).split())
+
+
+def test_every_subcommand_writes_with_out(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in (["train"], ["pretrain"], ["predict", "c.pt", "x"],
+                    ["prepare-ferplus", "a.csv", "b.csv"], ["export", "c.pt"]):
+        assert "--out" in _help(command[:1], capsys), command
+        for spelling in ("--out", "-o"):
+            args = cli.build_parser().parse_args([*command, spelling, "target"])
+            assert args.out == "target", (command, spelling)
+
+
+def test_old_spellings_still_parse_to_the_same_config(capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    parse = cli.build_parser().parse_args
+    base = ["train", "--data", "x", "--pretrained", "none", "--out", "o"]
+    new = cli.train_config_from_args(parse([*base, "--noise-warmup", "5"]))
+    assert capsys.readouterr().err.count("deprecated") == 0
+    old = cli.train_config_from_args(parse([*base, "--warmup", "5"]))
+    assert old == new and new.warmup == 5
+    assert "--warmup is deprecated and will be removed; use --noise-warmup" in \
+        capsys.readouterr().err
+    assert parse(["predict", "c.pt", "x", "--output", "p.csv"]).out == "p.csv"
+    assert "--output is deprecated" in capsys.readouterr().err
+    # the old names are accepted but not offered
+    assert "--warmup " not in _help(["train"], capsys).replace("formerly --warmup", "")
+    assert "--output" not in _help(["predict"], capsys)
+
+
+def test_boolean_options_are_pairs_noted_as_given() -> None:
+    parse = cli.build_parser().parse_args
+    args = parse(["train", "--no-gate", "--quiet", "--no-progress"])
+    assert (args.gate, args.quiet, args.progress) == (False, True, False)
+    assert set(args._given) == {"gate", "quiet", "progress"}
+    assert parse(["train", "--no-freeze-trunk"]).freeze_trunk is False
+    assert parse(["train"]).freeze_trunk is None
+
+
+def test_pretrain_defaults_are_the_backbone_train_builds(monkeypatch: pytest.MonkeyPatch,
+                                                         tmp_path: Path) -> None:
+    """``noisylabel-fer pretrain`` alone pretrains what ``train`` pretrains for itself: same
+    data, task, epochs, size, schedule and augmentation (only the output file differs)."""
+    from noisylabel.apps.fer import pretrain, synthetic
+
+    monkeypatch.setenv("NOISYLABEL_HOME", str(tmp_path))
+    made: list[PretrainConfig] = []
+
+    def fake_pretrain(config: PretrainConfig) -> dict:
+        made.append(config)
+        Path(config.out).parent.mkdir(parents=True, exist_ok=True)
+        return {"path": config.out, "sha256": "0", "test_acc": 0.5, "num_classes": 7,
+                "task": config.task}
+
+    monkeypatch.setattr(synthetic, "generate_dataset", lambda root, config: Path(root))
+    monkeypatch.setattr(pretrain, "pretrain", fake_pretrain)
+    assert cli.main(["pretrain"]) == 0
+    built = pretrain.synthetic_backbone(fer_config.SYNTHETIC_DEFAULTS, tmp_path)
+    by_cli, by_train = made
+    assert (by_cli.task, by_cli.epochs) == ("expression", 15)
+    assert fer_config.SYNTHETIC_BACKBONE == {"task": "expression", "epochs": 15}
+    differ = {k for k in PretrainConfig.__dataclass_fields__
+              if getattr(by_cli, k) != getattr(by_train, k)}
+    assert differ == {"out"} and Path(by_train.out) == built

@@ -92,7 +92,7 @@ def test_setup_joins_the_group_torchrun_describes(monkeypatch: pytest.MonkeyPatc
 
 TRAIN_ARGS = ["--image-size", "16", "--batch-size", "16", "--noise", "0.3", "--device", "cpu",
               "--num-threads", "1", "--no-tensorboard", "--no-progress", "--seed", "5",
-              "--warmup", "0", "--no-gate"]
+              "--noise-warmup", "0", "--no-gate"]
 OUTPUTS = {"checkpoint.pt", "config.json", "metrics.csv", "summary.json", "curves.png",
            "confusion.png", "similarity.png"}
 

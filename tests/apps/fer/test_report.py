@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import csv
+import datetime
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from noisylabel.apps.fer.report import (
+    TENSORBOARD_MISSING,
     RunReporter,
     confusion_matrix,
     format_accuracy_table,
     format_class_table,
+    format_time_estimate,
     noise_detection_auc,
     plot_confusion,
     plot_curves,
@@ -80,6 +84,43 @@ def test_plots_and_reporter(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "config.json").read_text().strip().startswith("{")
     assert (tmp_path / "run" / "metrics.csv").is_file()
     assert any((tmp_path / "run" / "tensorboard").iterdir())
+
+
+def test_reporter_without_tensorboard_says_so_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
+    reporter = RunReporter(tmp_path, tensorboard=True, echo=False)
+    for epoch in (1, 2):
+        reporter.log_epoch([{"epoch": e, "loss": 1.0} for e in range(1, epoch + 1)])
+    reporter.close()
+    assert reporter.tensorboard is False and not (tmp_path / "tensorboard").exists()
+    assert capsys.readouterr().err == TENSORBOARD_MISSING + "\n"  # printed despite echo=False
+    assert TENSORBOARD_MISSING in (tmp_path / "train.log").read_text()
+    assert RunReporter(tmp_path, tensorboard=False).tensorboard is False
+    assert capsys.readouterr().err == ""  # not asked for: nothing to say
+
+
+def test_train_log_is_appended_and_echo_is_optional(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    first = RunReporter(tmp_path, tensorboard=False)
+    first.log("first line\nsecond line")
+    first.close()
+    resumed = RunReporter(tmp_path, tensorboard=False, echo=False)
+    resumed.log("after resume")
+    resumed.log("shown anyway", echo=True)
+    resumed.close()
+    assert capsys.readouterr().out == "first line\nsecond line\nshown anyway\n"
+    log = (tmp_path / "train.log").read_text().splitlines()
+    assert [line.split("  ", 1)[1] for line in log] == ["first line", "second line",
+                                                         "after resume", "shown anyway"]
+
+
+def test_time_estimate() -> None:
+    now = datetime.datetime(2026, 1, 1, 12, 0)
+    text = format_time_estimate(1, 12.0, 14, 20.0, now=now)
+    assert text == ("epoch 1 took 12 s; 14 epochs left: about 2.8 min more, 3.1 min in all "
+                    "(done around 12:02)")
+    assert "1 epoch left: about 2.0 h more" in format_time_estimate(3, 7200.0, 1, 0.0, now=now)
 
 
 @pytest.fixture
