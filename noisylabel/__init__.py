@@ -21,6 +21,7 @@ _EXPORTS: dict[str, str] = {
     # per-sample signals (paper eq. 3)
     "cosine_similarity": "noisylabel.signals",
     "normalized_loss": "noisylabel.signals",
+    "bounded_loss": "noisylabel.signals",
     "get_signal": "noisylabel.signals",
     "Signal": "noisylabel.signals",
     # one-call detection
@@ -40,6 +41,8 @@ _EXPORTS: dict[str, str] = {
     # label-noise injection and EAC-format noise files
     "symmetric_noise": "noisylabel.noise",
     "transition_noise": "noisylabel.noise",
+    "pair_noise": "noisylabel.noise",
+    "instance_noise": "noisylabel.noise",
     "read_noise_file": "noisylabel.noise",
     "write_noise_file": "noisylabel.noise",
     # integrations
@@ -77,6 +80,8 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     from noisylabel.losses import soft_target_kl, weighted_cross_entropy
     from noisylabel.mixture import BetaMixture, MixtureNotSeparatedWarning
     from noisylabel.noise import (
+        instance_noise,
+        pair_noise,
         read_noise_file,
         symmetric_noise,
         transition_noise,
@@ -84,5 +89,11 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     )
     from noisylabel.noise_model import FitReport, NoiseModel
     from noisylabel.schedule import loss_weights
-    from noisylabel.signals import Signal, cosine_similarity, get_signal, normalized_loss
+    from noisylabel.signals import (
+        Signal,
+        bounded_loss,
+        cosine_similarity,
+        get_signal,
+        normalized_loss,
+    )
     from noisylabel.sklearn import BMMWeightedClassifier
