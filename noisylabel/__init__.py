@@ -27,6 +27,20 @@ _EXPORTS: dict[str, str] = {
     # one-call detection
     "clean_probability": "noisylabel.detect",
     "find_noisy_labels": "noisylabel.detect",
+    "detect": "noisylabel.pipeline",
+    "Detection": "noisylabel.pipeline",
+    # noise matrices
+    "NoiseMatrix": "noisylabel.noise_matrix",
+    "estimate_noise_matrix": "noisylabel.noise_matrix",
+    "empirical_noise_matrix": "noisylabel.noise_matrix",
+    # annotator votes
+    "NO_LABEL": "noisylabel.annotators",
+    "majority_vote": "noisylabel.annotators",
+    "plurality_vote": "noisylabel.annotators",
+    "soft_vote_targets": "noisylabel.annotators",
+    "vote_agreement": "noisylabel.annotators",
+    "vote_labels": "noisylabel.annotators",
+    "check_vote_counts": "noisylabel.annotators",
     # class-distribution mining (paper eq. 7-8)
     "ClassDistributionMiner": "noisylabel.distribution",
     "class_mean_distributions": "noisylabel.distribution",
@@ -69,6 +83,15 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static type checkers and IDEs see the real names
+    from noisylabel.annotators import (
+        NO_LABEL,
+        check_vote_counts,
+        majority_vote,
+        plurality_vote,
+        soft_vote_targets,
+        vote_agreement,
+        vote_labels,
+    )
     from noisylabel.correction import correct_labels
     from noisylabel.detect import clean_probability, find_noisy_labels
     from noisylabel.distribution import (
@@ -87,7 +110,9 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
         transition_noise,
         write_noise_file,
     )
+    from noisylabel.noise_matrix import NoiseMatrix, empirical_noise_matrix, estimate_noise_matrix
     from noisylabel.noise_model import FitReport, NoiseModel
+    from noisylabel.pipeline import Detection, detect
     from noisylabel.schedule import loss_weights
     from noisylabel.signals import (
         Signal,
