@@ -190,26 +190,37 @@ def find_noisy_labels(
                  min_class_samples=min_class_samples, mixture_kwargs=mixture_kwargs,
                  validate=False)
     _warn_unseparated(det, min_class_samples)
-    labels_np, probs_np, w, s = (_numpy(v) for v in
-                                 (labels, pred_probs, det.clean_probability, det.signal))
-    labels_np = labels_np.astype(np.int64)
-    if threshold == "auto":
-        flagged = (probs_np.argmax(axis=1) != labels_np) & (
-            (w < 0.5) | ~_covered(det, labels_np)
-        )
-    else:
-        flagged = w < float(threshold)
+    flagged = flag_labels(det, labels, pred_probs, threshold)
     if return_indices_ranked_by is None:
         return _like(flagged, pred_probs)
+    labels_np, probs_np, w, s = (_numpy(v) for v in
+                                 (labels, pred_probs, det.clean_probability, det.signal))
     if return_indices_ranked_by == "clean_probability":
         toward_noisy = s if det.mixture.clean_side == "high" else -s
         order = np.lexsort((toward_noisy, w))
     else:
-        order = np.argsort(probs_np[np.arange(labels_np.size), labels_np], kind="stable")
+        rows = np.arange(labels_np.size)
+        order = np.argsort(probs_np[rows, labels_np.astype(np.int64)], kind="stable")
     return _like(order[flagged[order]], pred_probs)
 
 
-def _check_flag_args(threshold: Any, ranked_by: Any) -> None:
+def flag_labels(det: Detection, labels: Any, pred_probs: Any, threshold: float | str) -> np.ndarray:
+    """Flags from a finished [`Detection`][noisylabel.pipeline.Detection], as a numpy bool array.
+
+    The rule of [`find_noisy_labels`][noisylabel.detect.find_noisy_labels], without a refit.
+    ``"auto"``: ``argmax_k p_ik != y_i`` and (``w_i < 0.5`` or no separated mixture decided
+    ``w_i``); a number t: ``w_i < t``.
+    """
+    w = _numpy(det.clean_probability)
+    if threshold != "auto":
+        return w < float(threshold)
+    labels_np = _numpy(labels).astype(np.int64)
+    disagrees = _numpy(pred_probs).argmax(axis=1) != labels_np
+    return disagrees & ((w < 0.5) | ~_covered(det, labels_np))
+
+
+def check_threshold(threshold: Any) -> None:
+    """Raise unless ``threshold`` is "auto" or a number in [0, 1]."""
     if isinstance(threshold, str):
         if threshold != "auto":
             raise ValueError(f"threshold must be 'auto' or a number in [0, 1], got {threshold!r}")
@@ -217,6 +228,10 @@ def _check_flag_args(threshold: Any, ranked_by: Any) -> None:
         raise TypeError(f"threshold must be 'auto' or a number in [0, 1], got {threshold!r}")
     elif not 0.0 <= float(threshold) <= 1.0:
         raise ValueError(f"threshold must be 'auto' or a number in [0, 1], got {threshold!r}")
+
+
+def _check_flag_args(threshold: Any, ranked_by: Any) -> None:
+    check_threshold(threshold)
     if ranked_by is not None and ranked_by not in RANKINGS:
         raise ValueError(
             f"return_indices_ranked_by must be None or one of {RANKINGS}, got {ranked_by!r}"

@@ -10,20 +10,23 @@ probabilities as sample weights (or, for a classifier whose ``fit`` takes no
 from __future__ import annotations
 
 import warnings
-from numbers import Integral, Real
+from numbers import Integral
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
-from sklearn.pipeline import Pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils import get_tags
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
 
-from noisylabel.detect import clean_probability
-from noisylabel.mixture import BetaMixture
+from noisylabel._validation import check_pred_probs
+from noisylabel.detect import check_threshold, flag_labels
+from noisylabel.mixture import MixtureNotSeparatedWarning
+from noisylabel.pipeline import detect
 from noisylabel.signals import get_signal
 
 __all__ = ["BMMWeightedClassifier"]
@@ -160,7 +163,8 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ helpers
     def _base_estimator(self) -> Any:
         if self.estimator is None:
-            return LogisticRegression(max_iter=1000)
+            # scaled: on raw digits pixels lbfgs warns of non-convergence in every fold
+            return make_pipeline(StandardScaler(with_mean=False), LogisticRegression(max_iter=1000))
         return self.estimator
 
     def _allow_nan(self) -> bool:
@@ -180,8 +184,7 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"cv must be an int >= 2 or a CV splitter, got cv={self.cv!r}")
         elif not (hasattr(self.cv, "split") and hasattr(self.cv, "get_n_splits")):
             raise ValueError(f"cv must be an int >= 2 or a CV splitter, got cv={self.cv!r}")
-        if not isinstance(self.threshold, Real) or not 0.0 <= float(self.threshold) <= 1.0:
-            raise ValueError(f"threshold must be a number in [0, 1], got {self.threshold!r}")
+        check_threshold(self.threshold)
         if self.weighting not in _WEIGHTING:
             raise ValueError(f"weighting must be one of {_WEIGHTING}, got {self.weighting!r}")
         get_signal(self.signal)  # raises ValueError naming the known signals
@@ -253,16 +256,9 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
         pred_probs[idx] = rows
         return pred_probs, judged
 
-    def _fit_mixture(self, labels: np.ndarray, pred_probs: np.ndarray) -> BetaMixture:
-        sig = get_signal(self.signal)
-        mixture = BetaMixture(clean_side=sig.clean_side, **(self.mixture_params or {}))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # clean_probability already warned on a bad fit
-            return mixture.fit(sig(labels, pred_probs))
-
     # ---------------------------------------------------------------- public API
-    def fit(self, X: Any, y: Any) -> BMMWeightedClassifier:
-        """Estimate clean probabilities by cross-validation, then refit the estimator.
+    def fit(self, X: Any, y: Any, pred_probs: Any = None) -> BMMWeightedClassifier:
+        """Estimate clean probabilities (by cross-validation unless given), then refit.
 
         Parameters
         ----------
@@ -270,6 +266,10 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
             Training data.
         y : array-like of shape (n_samples,)
             Noisy class labels (any hashable labels; at least two classes).
+        pred_probs : array-like of shape (n_samples, n_classes), optional
+            Out-of-sample predicted probabilities, columns in sorted-label order (as
+            ``classes_``), for example ``pred_probs_`` of an earlier fit: the cross-validation
+            is skipped (as cleanlab's ``CleanLearning.fit(..., pred_probs=...)``).
 
         Returns
         -------
@@ -288,23 +288,47 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
                 f"BMMWeightedClassifier needs at least 2 classes in y, got 1 class "
                 f"({self.classes_[0]!r})"
             )
-
-        pred_probs, judged = self._out_of_sample_probs(X, y_enc, n_classes)
+        if pred_probs is None:
+            pred_probs, judged = self._out_of_sample_probs(X, y_enc, n_classes)
+        else:
+            shape = np.shape(pred_probs)
+            if len(shape) != 2 or shape[1] != n_classes:
+                raise ValueError(f"pred_probs has shape {shape}: need (n_samples, {n_classes}), "
+                                 f"one column per class of y")
+            pred_probs = np.asarray(check_pred_probs(pred_probs, y_enc), dtype=np.float64)
+            judged = np.ones(y_enc.shape[0], dtype=bool)
         self.pred_probs_ = pred_probs
+        self._detect(y_enc, pred_probs, judged)
+        return self._refit(X, y_enc)
+
+    def _detect(self, y_enc: np.ndarray, pred_probs: np.ndarray, judged: np.ndarray) -> None:
+        """One pipeline run on the judged samples: ``clean_probability_``, flags, table."""
         w = np.ones(y_enc.shape[0])
+        flagged = np.zeros(y_enc.shape[0], dtype=bool)
         self.mixture_ = None
         if judged.any():
-            w[judged] = clean_probability(
-                y_enc[judged],
-                pred_probs[judged],
-                signal=self.signal,
-                per_class=self.per_class,
-                **(self.mixture_params or {}),
-            )
-            self.mixture_ = self._fit_mixture(y_enc[judged], pred_probs[judged])
+            params = dict(self.mixture_params or {})
+            monotone = params.pop("monotone", True)
+            det = detect(y_enc[judged], pred_probs[judged], signal=self.signal,
+                         per_class=self.per_class, monotone=monotone, mixture_kwargs=params,
+                         validate=False)
+            if not det.separated:
+                warnings.warn(
+                    "the Beta mixture is not separated: every cross-validated sample gets clean "
+                    "probability 1 (see BetaMixture.separated_)",
+                    MixtureNotSeparatedWarning,
+                    stacklevel=3,
+                )
+            self.mixture_ = det.mixture
+            w[judged] = det.clean_probability
+            flagged[judged] = flag_labels(det, y_enc[judged], pred_probs[judged], self.threshold)
         self.clean_probability_ = w
-        self.label_issues_mask_ = w < self.threshold
+        self.label_issues_mask_ = flagged
+        self.label_issues_ = _issue_table(self.classes_, y_enc, pred_probs, w, flagged)
 
+    def _refit(self, X: Any, y_enc: np.ndarray) -> BMMWeightedClassifier:
+        """Refit a clone of the estimator with ``sample_weight=w`` or without flagged samples."""
+        w = self.clean_probability_
         base = self._base_estimator()
         self.estimator_ = clone(base)
         key = _sample_weight_key(base)
@@ -370,3 +394,30 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
             ensure_all_finite=not self._allow_nan(),
         )
         return self.classes_[np.asarray(self.estimator_.predict(X), dtype=np.intp)]
+
+
+def _issue_table(
+    classes: np.ndarray, y_enc: np.ndarray, pred_probs: np.ndarray, w: np.ndarray,
+    flagged: np.ndarray,
+) -> Any:
+    """Per-sample table: index, given and predicted label, clean probability, flagged.
+
+    A pandas DataFrame when pandas is installed, else a dict of arrays. The predicted label is
+    ``classes[argmax_k p_ik]``; samples that could not be cross-validated (NaN rows) get their
+    given label.
+    """
+    judged = ~np.isnan(pred_probs).any(axis=1)
+    predicted = y_enc.copy()
+    predicted[judged] = pred_probs[judged].argmax(axis=1)
+    table = {
+        "index": np.arange(y_enc.shape[0]),
+        "given_label": classes[y_enc],
+        "predicted_label": classes[predicted],
+        "clean_probability": w,
+        "flagged": flagged,
+    }
+    try:
+        import pandas as pd
+    except ImportError:
+        return table
+    return pd.DataFrame(table)
