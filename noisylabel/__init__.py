@@ -27,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     # one-call detection
     "clean_probability": "noisylabel.detect",
     "find_noisy_labels": "noisylabel.detect",
+    "rank_noisy_labels": "noisylabel.detect",
     "detect": "noisylabel.pipeline",
     "Detection": "noisylabel.pipeline",
     # noise matrices
@@ -93,7 +94,7 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
         vote_labels,
     )
     from noisylabel.correction import correct_labels
-    from noisylabel.detect import clean_probability, find_noisy_labels
+    from noisylabel.detect import clean_probability, find_noisy_labels, rank_noisy_labels
     from noisylabel.distribution import (
         ClassDistributionMiner,
         class_mean_distributions,

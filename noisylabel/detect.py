@@ -21,7 +21,7 @@ from noisylabel.mixture import MixtureNotSeparatedWarning
 from noisylabel.pipeline import MIN_CLASS_SAMPLES, Detection, detect
 from noisylabel.signals import Signal
 
-__all__ = ["clean_probability", "find_noisy_labels", "RANKINGS"]
+__all__ = ["RANKINGS", "clean_probability", "find_noisy_labels", "flag_labels", "rank_noisy_labels"]
 
 RANKINGS: tuple[str, ...] = ("clean_probability", "self_confidence")
 """Orders accepted by ``find_noisy_labels(return_indices_ranked_by=...)``."""
@@ -193,15 +193,59 @@ def find_noisy_labels(
     flagged = flag_labels(det, labels, pred_probs, threshold)
     if return_indices_ranked_by is None:
         return _like(flagged, pred_probs)
-    labels_np, probs_np, w, s = (_numpy(v) for v in
-                                 (labels, pred_probs, det.clean_probability, det.signal))
-    if return_indices_ranked_by == "clean_probability":
-        toward_noisy = s if det.mixture.clean_side == "high" else -s
-        order = np.lexsort((toward_noisy, w))
-    else:
-        rows = np.arange(labels_np.size)
-        order = np.argsort(probs_np[rows, labels_np.astype(np.int64)], kind="stable")
+    order = _order(det, labels, pred_probs, return_indices_ranked_by)
     return _like(order[flagged[order]], pred_probs)
+
+
+def rank_noisy_labels(
+    labels: Any, pred_probs: Any, ranked_by: str = "clean_probability", **kwargs: Any
+) -> Any:
+    """Every index, the label most likely wrong first (for review queues and ROC curves).
+
+    The order of ``find_noisy_labels(..., return_indices_ranked_by=ranked_by)`` over all
+    samples, flagged or not: ``w`` ascending with ties broken by the signal toward its noisy
+    side ("clean_probability"), or ``p_{i,y_i}`` ascending ("self_confidence").
+
+    Parameters
+    ----------
+    labels : array-like or torch.Tensor of shape (N,)
+        Given integer labels.
+    pred_probs : array-like or torch.Tensor of shape (N, K)
+        Out-of-sample predicted probabilities; rows sum to 1.
+    ranked_by : {"clean_probability", "self_confidence"}
+        The order.
+    **kwargs
+        Passed to [`clean_probability`][noisylabel.detect.clean_probability].
+
+    Returns
+    -------
+    numpy.ndarray or torch.Tensor of int64, shape (N,)
+        A permutation of ``0 .. N-1``.
+    """
+    _check_flag_args(0.5, ranked_by)
+    pred_probs = check_pred_probs(pred_probs, labels)
+    det = detect(labels, pred_probs, **_detect_kwargs(kwargs), validate=False)
+    _warn_unseparated(det, kwargs.get("min_class_samples", MIN_CLASS_SAMPLES))
+    return _like(_order(det, labels, pred_probs, ranked_by), pred_probs)
+
+
+def _detect_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Split ``clean_probability``-style keyword arguments into ``detect``'s."""
+    named = ("signal", "per_class", "monotone", "min_class_samples")
+    out = {k: kwargs[k] for k in named if k in kwargs}
+    out["mixture_kwargs"] = {k: v for k, v in kwargs.items() if k not in named}
+    return out
+
+
+def _order(det: Detection, labels: Any, pred_probs: Any, ranked_by: str) -> np.ndarray:
+    """All indices, most likely wrong first (see ``rank_noisy_labels``)."""
+    labels_np = _numpy(labels).astype(np.int64)
+    if ranked_by == "clean_probability":
+        w, s = _numpy(det.clean_probability), _numpy(det.signal)
+        toward_noisy = s if det.mixture.clean_side == "high" else -s
+        return np.lexsort((toward_noisy, w))
+    p_y = _numpy(pred_probs)[np.arange(labels_np.size), labels_np]
+    return np.argsort(p_y, kind="stable")
 
 
 def flag_labels(det: Detection, labels: Any, pred_probs: Any, threshold: float | str) -> np.ndarray:

@@ -57,22 +57,28 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
 
     1. out-of-sample predicted probabilities ``P`` (``pred_probs_``) from
        ``cross_val_predict(clone(estimator), X, y, cv=StratifiedKFold(cv, shuffle=True,
-       random_state=random_state), method="predict_proba")``;
-    2. a per-sample signal ``S_i = s(y_i, P_i)`` (``signal="cosine"``:
-       ``S_i = P_{i,y_i} / ||P_i||_2``; ``signal="loss"``: min-max normalised cross-entropy);
-    3. a two-component :class:`~noisylabel.BetaMixture` fitted to ``S`` by EM; the clean
-       probability is the posterior of the clean component,
+       random_state=random_state), method="predict_proba")``, or the ``pred_probs`` passed to
+       ``fit`` (no cross-validation then);
+    2. one run of the detection pipeline ([`detect`][noisylabel.pipeline.detect]): a
+       per-sample signal ``S_i = s(y_i, P_i)`` (``signal="cosine"``:
+       ``S_i = P_{i,y_i} / ||P_i||_2``; ``signal="loss"``: ``1 - P_{i,y_i}``) and a
+       two-component [`BetaMixture`][noisylabel.mixture.BetaMixture] fitted to ``S`` by EM;
+       the clean probability is the posterior of the clean component,
        ``w_i = pi_c Beta(S_i; a_c, b_c) / sum_k pi_k Beta(S_i; a_k, b_k)``
-       (``clean_probability_``), and ``label_issues_mask_ = w < threshold``;
+       (``clean_probability_``, 1 everywhere when the mixture is not separated);
+    3. the flags of [`find_noisy_labels`][noisylabel.detect.find_noisy_labels] with
+       ``threshold`` (``label_issues_mask_``, and the table ``label_issues_``);
     4. a clone of ``estimator`` refitted on all samples with ``sample_weight=w`` when its
-       ``fit`` accepts ``sample_weight`` (for a ``Pipeline``: when its last step does), else on the samples with ``w >= threshold``
-       (``refit_mode_`` says which).
+       ``fit`` accepts ``sample_weight`` (for a ``Pipeline``: when its last step does), else
+       on the unflagged samples (``refit_mode_`` says which).
 
     Parameters
     ----------
     estimator : classifier, default=None
         Any scikit-learn classifier with ``predict_proba``. ``None`` means
-        ``LogisticRegression(max_iter=1000)``.
+        ``make_pipeline(StandardScaler(with_mean=False), LogisticRegression(max_iter=1000))``
+        (scaled so that lbfgs converges on raw features such as digits' pixels; sparse input
+        stays sparse).
     cv : int or cross-validation splitter, default=5
         Folds for the out-of-sample probabilities. An int gives a shuffled
         ``StratifiedKFold`` seeded by ``random_state``; it is lowered (with a warning) to the
@@ -80,18 +86,21 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
         single member cannot be held out: they get ``w = 1`` (unjudged). A splitter is used as
         given.
     signal : {"cosine", "loss"}, default="cosine"
-        Per-sample signal the mixture is fitted to (see :func:`noisylabel.get_signal`).
-    threshold : float in [0, 1], default=0.5
-        A sample is flagged (``label_issues_mask_``) when its clean probability is below it.
+        Per-sample signal the mixture is fitted to (see
+        [`get_signal`][noisylabel.signals.get_signal]).
+    threshold : "auto" or float in [0, 1], default="auto"
+        The flagging rule of [`find_noisy_labels`][noisylabel.detect.find_noisy_labels]:
+        "auto" flags the samples whose cross-validated prediction disagrees with the label
+        and whose clean probability is below 0.5; a number t flags ``w < t``.
     weighting : {"auto", "weight", "drop"}, default="auto"
         How the refit uses the clean probabilities. ``"weight"``: ``sample_weight=w`` (an error
         if the estimator's ``fit`` does not take ``sample_weight``); ``"drop"``: refit on the
         unflagged samples; ``"auto"``: ``"weight"`` when possible, else ``"drop"``.
     per_class : bool, default=False
         Fit one mixture per class instead of one over all samples
-        (see :func:`noisylabel.clean_probability`).
+        (see [`clean_probability`][noisylabel.detect.clean_probability]).
     mixture_params : dict, default=None
-        Extra keyword arguments for :class:`~noisylabel.BetaMixture` (for example
+        Extra keyword arguments for [`BetaMixture`][noisylabel.mixture.BetaMixture] (for example
         ``{"monotone": False}`` or ``{"max_iter": 200}``).
     n_jobs : int, default=None
         Parallel jobs for the cross-validation (``cross_val_predict``).
@@ -110,7 +119,12 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
     clean_probability_ : ndarray of shape (n_samples,)
         Per-sample probability that the given label is right, in the training order.
     label_issues_mask_ : ndarray of shape (n_samples,), dtype=bool
-        ``True`` where the label is probably wrong (``clean_probability_ < threshold``).
+        ``True`` where the label is probably wrong (the ``threshold`` rule).
+    label_issues_ : pandas.DataFrame or dict of ndarray
+        One row per training sample: ``index``, ``given_label``, ``predicted_label`` (argmax
+        of ``pred_probs_``), ``clean_probability``, ``flagged``; a DataFrame when pandas is
+        installed, else a dict of equal-length arrays. Sort by ``clean_probability`` for a
+        review queue.
     mixture_ : BetaMixture or None
         The global mixture fitted to the signal of the cross-validated samples (with
         ``per_class=True`` it is the fit that classes without their own mixture fall back
@@ -134,7 +148,7 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
     ((400,), 'weight')
     >>> flagged, wrong = clf.label_issues_mask_, noisy_y != y
     >>> print(flagged.sum(), "flagged,", (flagged & wrong).sum(), "of them truly wrong")
-    127 flagged, 106 of them truly wrong
+    125 flagged, 105 of them truly wrong
     """
 
     def __init__(
@@ -143,7 +157,7 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
         *,
         cv: Any = 5,
         signal: str = "cosine",
-        threshold: float = 0.5,
+        threshold: float | str = "auto",
         weighting: str = "auto",
         per_class: bool = False,
         mixture_params: dict[str, Any] | None = None,
