@@ -3,15 +3,15 @@
 Every function takes a vote-count matrix ``counts`` of shape (N, K): ``counts[i, k]`` is the
 number of annotators who gave sample ``i`` class ``k`` (FER+ gives 10 votes per image). A
 sample that gets no label under a rule (no majority, a tie, no votes at all) gets the label
-:data:`NO_LABEL` (-1), so a caller keeps the samples with ``labels >= 0``.
+``NO_LABEL`` (-1), so a caller keeps the samples with ``labels >= 0``.
 
 The rules, in words (see ``docs/guides/votes.md`` for worked examples):
 
 - ``majority`` (FER+'s rule, Barsoum et al. 2016): first drop every class that got exactly one
   vote (a single annotator's outlier); then the class holding *more than half* of the remaining
-  votes wins, else :data:`NO_LABEL`.
+  votes wins, else ``NO_LABEL``.
 - ``plurality``: the class with the most votes; a tie between two or more classes, or a row
-  without votes, gives :data:`NO_LABEL` (no class is preferred by its index).
+  without votes, gives ``NO_LABEL`` (no class is preferred by its index).
 
 >>> import numpy as np
 >>> from noisylabel.annotators import majority_vote, plurality_vote, vote_agreement
@@ -37,7 +37,7 @@ NO_LABEL: int = -1
 """Label of a sample that a rule leaves without a class (no majority, a tie, no votes)."""
 
 VOTE_RULES: tuple[str, ...] = ("majority", "plurality", "soft")
-"""Names accepted by :func:`vote_labels`."""
+"""Names accepted by `vote_labels`."""
 
 
 def check_vote_counts(counts: Any) -> np.ndarray:
@@ -70,7 +70,7 @@ def check_vote_counts(counts: Any) -> np.ndarray:
     bad = ~np.isfinite(arr) | (arr < 0) | (arr != np.round(arr))
     if bad.any():
         i, k = np.argwhere(bad)[0]
-        raise ValueError(f"counts[{i}, {k}] = {arr[i, k]!r}: vote counts must be "
+        raise ValueError(f"counts[{i}, {k}] = {float(arr[i, k])!r}: vote counts must be "
                          "non-negative integers")
     return arr
 
@@ -89,7 +89,7 @@ def majority_vote(counts: Any, drop_single: bool = True) -> np.ndarray:
     Returns
     -------
     numpy.ndarray of int64, shape (N,)
-        The majority class, or :data:`NO_LABEL` where no class holds more than half of the
+        The majority class, or ``NO_LABEL`` where no class holds more than half of the
         (remaining) votes, including rows left without votes.
     """
     c = check_vote_counts(counts)
@@ -124,7 +124,7 @@ def soft_vote_targets(counts: Any, drop_single: bool = False) -> np.ndarray:
     ----------
     counts : array-like of shape (N, K)
     drop_single : bool
-        Drop single votes first (as :func:`majority_vote` does).
+        Drop single votes first (as `majority_vote` does).
 
     Returns
     -------
@@ -146,7 +146,7 @@ def vote_agreement(counts: Any, labels: Any) -> np.ndarray:
     ----------
     counts : array-like of shape (N, K)
     labels : array-like of int, shape (N,)
-        Chosen classes in ``0 .. K-1``, or :data:`NO_LABEL`.
+        Chosen classes in ``0 .. K-1``, or ``NO_LABEL``.
 
     Returns
     -------
@@ -167,9 +167,9 @@ def vote_agreement(counts: Any, labels: Any) -> np.ndarray:
 
 
 def vote_labels(counts: Any, rule: str = "majority") -> np.ndarray:
-    """Hard labels under a named rule: ``majority`` (:func:`majority_vote`), ``plurality``
-    (:func:`plurality_vote`) or ``soft`` (the plurality class of the distribution that
-    :func:`soft_vote_targets` returns, for callers that need a hard label beside it).
+    """Hard labels under a named rule: ``majority`` (`majority_vote`), ``plurality``
+    (`plurality_vote`) or ``soft`` (the plurality class of the distribution that
+    `soft_vote_targets` returns, for callers that need a hard label beside it).
 
     Parameters
     ----------
@@ -179,7 +179,7 @@ def vote_labels(counts: Any, rule: str = "majority") -> np.ndarray:
     Returns
     -------
     numpy.ndarray of int64, shape (N,)
-        Labels, :data:`NO_LABEL` where the rule gives none.
+        Labels, ``NO_LABEL`` where the rule gives none.
     """
     if rule == "majority":
         return majority_vote(counts)
