@@ -155,7 +155,8 @@ def find_noisy_labels(
     return_indices_ranked_by : {None, "clean_probability", "self_confidence"}
         None: return the boolean mask. Otherwise return the indices of the flagged samples,
         most likely wrong first: by ``w`` ascending, ties (``w`` saturates at 0) broken by the
-        signal toward its noisy side ("clean_probability"), or by ``p_{i,y_i}`` ascending
+        signal toward its noisy side, then by ``max_{k != y_i} p_ik`` descending
+        ("clean_probability"), or by ``p_{i,y_i}`` ascending
         ("self_confidence", cleanlab's default order).
     signal, per_class, min_class_samples, **mixture_kwargs
         As in [`clean_probability`][noisylabel.detect.clean_probability].
@@ -204,7 +205,7 @@ def rank_noisy_labels(
 
     The order of ``find_noisy_labels(..., return_indices_ranked_by=ranked_by)`` over all
     samples, flagged or not: ``w`` ascending with ties broken by the signal toward its noisy
-    side ("clean_probability"), or ``p_{i,y_i}`` ascending ("self_confidence").
+    side, then by the largest probability of another class ("clean_probability"), or ``p_{i,y_i}`` ascending ("self_confidence").
 
     Parameters
     ----------
@@ -240,11 +241,15 @@ def _detect_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
 def _order(det: Detection, labels: Any, pred_probs: Any, ranked_by: str) -> np.ndarray:
     """All indices, most likely wrong first (see ``rank_noisy_labels``)."""
     labels_np = _numpy(labels).astype(np.int64)
+    probs = _numpy(pred_probs)
     if ranked_by == "clean_probability":
         w, s = _numpy(det.clean_probability), _numpy(det.signal)
         toward_noisy = s if det.mixture.clean_side == "high" else -s
-        return np.lexsort((toward_noisy, w))
-    p_y = _numpy(pred_probs)[np.arange(labels_np.size), labels_np]
+        other = probs.copy()
+        other[np.arange(labels_np.size), labels_np] = -np.inf
+        # ties of w (it saturates at 0) by the signal, ties of both by the best other class
+        return np.lexsort((-other.max(axis=1), toward_noisy, w))
+    p_y = probs[np.arange(labels_np.size), labels_np]
     return np.argsort(p_y, kind="stable")
 
 
