@@ -24,7 +24,8 @@ under symmetric noise (AUC of ``1 - w`` itself, so an unseparated fit, w = 1, sc
 
 Run: ``python benchmarks/bench_detection.py`` (5 seeds, writes
 ``benchmarks/results/bench_detection.md``) or ``--quick`` (1 seed, logistic regression and
-k-NN only, prints only, seconds).
+k-NN only, prints only, seconds). ``--rules`` prints instead the F1 of candidate flagging rules
+(how the default of ``find_noisy_labels`` was chosen), mean over seeds and estimators.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from threadpoolctl import threadpool_limits
 from noisylabel import (
     BetaMixture,
     BMMWeightedClassifier,
+    clean_probability,
     empirical_noise_matrix,
     estimate_noise_matrix,
     find_noisy_labels,
@@ -185,6 +187,52 @@ def run(seeds: int, estimators: list[str], rates: list[float]):
 COLS = ("AUC", "precision", "recall", "F1", "est. rate", "true rate", "T error", "refit", "plain")
 
 
+def count_flags(w: np.ndarray, order: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Within each group, flag the ``round(sum(1 - w))`` samples that come first in ``order``."""
+    flagged = np.zeros(w.size, dtype=bool)
+    for g in np.unique(groups):
+        members = order[groups[order] == g]
+        flagged[members[: int(round(float((1 - w[groups == g]).sum())))]] = True
+    return flagged
+
+
+def rule_rows(labels, pred_probs, truth) -> dict[str, tuple[float, float]]:
+    """F1 and flagged / truly wrong of candidate flagging rules (``--rules``)."""
+    from cleanlab.filter import find_label_issues
+
+    w = clean_probability(labels, pred_probs)
+    order = rank_noisy_labels(labels, pred_probs)
+    disagrees = pred_probs.argmax(axis=1) != labels
+    rules = {
+        "w < 0.5": w < 0.5,
+        "round(sum(1 - w)) lowest w": count_flags(w, order, np.zeros_like(labels)),
+        "round(sum(1 - w)) lowest w per class": count_flags(w, order, labels),
+        "model disagrees": disagrees,
+        "auto: disagrees and w < 0.5 (default)": find_noisy_labels(labels, pred_probs),
+        "cleanlab find_label_issues": find_label_issues(labels, pred_probs, n_jobs=1),
+    }
+    return {k: (100 * f1_score(truth, m), m.sum() / truth.sum()) for k, m in rules.items()}
+
+
+def run_rules(seeds: int, estimators: list[str], rates: list[float]) -> str:
+    rows: dict[tuple, list[tuple[float, float]]] = {}
+    for kind in NOISE:
+        for rate in rates:
+            for seed in range(seeds):
+                X_tr, y_tr, noisy, _, _ = noisy_split(kind, rate, seed)
+                folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+                for name in estimators:
+                    pp = cross_val_predict(ESTIMATORS[name](seed), X_tr, noisy, cv=folds,
+                                           method="predict_proba")
+                    for rule, v in rule_rows(noisy, pp, noisy != y_tr).items():
+                        rows.setdefault((kind, rate, rule), []).append(v)
+    lines = ["| noise | rule | F1 (%) | flagged / truly wrong |", "|---|---|---|---|"]
+    for (kind, rate, rule), v in rows.items():
+        f1, ratio = np.mean(v, axis=0)
+        lines.append(f"| {kind} {rate:.0%} | {rule} | {f1:.1f} | {ratio:.2f} |")
+    return "\n".join(lines)
+
+
 def table(main) -> str:
     lines = ["| noise | estimator | library | " + " | ".join(COLS) + " |",
              "|---|---|---|" + "---|" * len(COLS)]
@@ -227,6 +275,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rates", type=float, nargs="+", default=[0.2, 0.4])
     parser.add_argument("--estimators", nargs="+", default=list(ESTIMATORS),
                         choices=list(ESTIMATORS))
+    parser.add_argument("--rules", action="store_true",
+                        help="compare flagging rules instead (mean over seeds and estimators)")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"markdown output (default {RESULTS.name} in results/ unless --quick)")
     args = parser.parse_args(argv)
@@ -236,6 +286,12 @@ def main(argv: list[str] | None = None) -> None:
     estimators = ["LR", "KNN"] if args.quick else args.estimators
     out = args.out if args.out is not None else (None if args.quick else RESULTS)
     start = time.perf_counter()
+    if args.rules:
+        with threadpool_limits(limits=1), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            print(run_rules(n_seeds, estimators, args.rates))
+        print(f"({n_seeds} seed(s), {', '.join(estimators)}, {time.perf_counter() - start:.1f} s)")
+        return
     with threadpool_limits(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         results, signals = run(n_seeds, estimators, args.rates)

@@ -53,7 +53,8 @@ def clean_probability(
     per_class : bool
         Fit one mixture per class on the samples labelled with it (classes with fewer than
         ``min_class_samples`` samples, or whose fit is not separated, use the global fit
-        instead; `docs/method.md`, "Safeguards"). False: one mixture over all samples.
+        instead; `docs/method.md`, "The per-epoch noise model and its safeguards"). False: one
+        mixture over all samples.
     monotone : bool
         Make w monotone in the signal (see
         [`BetaMixture.clean_probability`][noisylabel.mixture.BetaMixture.clean_probability]).

@@ -88,7 +88,8 @@ def detect(
     with at least ``min_class_samples`` samples gets its own mixture on its samples, and its
     posterior replaces w there when that fit is separated. With ``fallback``, an unseparated
     global fit gives ``w = 1`` to every sample no class mixture covers (see `docs/method.md`,
-    "Safeguards"); without it the raw posterior is kept (the caller gates it, as
+    "The per-epoch noise model and its safeguards"); without it the raw posterior is kept (the
+    caller gates it, as
     [`NoiseModel`][noisylabel.noise_model.NoiseModel] does). No warning is emitted here: the
     caller reads [`Detection`][noisylabel.pipeline.Detection] and warns in its own words.
 
