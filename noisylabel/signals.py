@@ -124,7 +124,7 @@ def bounded_loss(labels: Any, pred_probs: Any, *, validate: bool = True) -> Any:
     L. Unlike [`normalized_loss`][noisylabel.signals.normalized_loss] it does not depend on
     the other samples passed, and it does not let a few huge losses squeeze the rest toward
     0: at 40% symmetric noise on digits the Beta mixture separates on it in 5 of 5 seeds
-    (AUC 97.2-98.1), where on the min-max normalised loss it falls back to w = 1 in 4 of 5
+    (AUC 96.5-97.2), where on the min-max normalised loss it falls back to w = 1 in 5 of 5
     (`benchmarks/README.md`, "Noisy-label detection"). This is the ``"loss"`` signal.
 
     Parameters
