@@ -28,14 +28,11 @@ _EXPORTS: dict[str, str] = {
     "clean_probability": "noisylabel.detect",
     "find_noisy_labels": "noisylabel.detect",
     "rank_noisy_labels": "noisylabel.detect",
-    "detect": "noisylabel.pipeline",
-    "Detection": "noisylabel.pipeline",
     # noise matrices
     "NoiseMatrix": "noisylabel.noise_matrix",
     "estimate_noise_matrix": "noisylabel.noise_matrix",
     "empirical_noise_matrix": "noisylabel.noise_matrix",
     # annotator votes
-    "NO_LABEL": "noisylabel.annotators",
     "majority_vote": "noisylabel.annotators",
     "plurality_vote": "noisylabel.annotators",
     "soft_vote_targets": "noisylabel.annotators",
@@ -85,7 +82,6 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     from noisylabel.annotators import (
-        NO_LABEL,
         check_vote_counts,
         majority_vote,
         plurality_vote,
@@ -113,7 +109,6 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     )
     from noisylabel.noise_matrix import NoiseMatrix, empirical_noise_matrix, estimate_noise_matrix
     from noisylabel.noise_model import FitReport, NoiseModel
-    from noisylabel.pipeline import Detection, detect
     from noisylabel.schedule import loss_weights
     from noisylabel.signals import (
         Signal,
