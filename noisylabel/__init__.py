@@ -21,11 +21,24 @@ _EXPORTS: dict[str, str] = {
     # per-sample signals (paper eq. 3)
     "cosine_similarity": "noisylabel.signals",
     "normalized_loss": "noisylabel.signals",
+    "bounded_loss": "noisylabel.signals",
     "get_signal": "noisylabel.signals",
     "Signal": "noisylabel.signals",
     # one-call detection
     "clean_probability": "noisylabel.detect",
     "find_noisy_labels": "noisylabel.detect",
+    "rank_noisy_labels": "noisylabel.detect",
+    # noise matrices
+    "NoiseMatrix": "noisylabel.noise_matrix",
+    "estimate_noise_matrix": "noisylabel.noise_matrix",
+    "empirical_noise_matrix": "noisylabel.noise_matrix",
+    # annotator votes
+    "majority_vote": "noisylabel.annotators",
+    "plurality_vote": "noisylabel.annotators",
+    "soft_vote_targets": "noisylabel.annotators",
+    "vote_agreement": "noisylabel.annotators",
+    "vote_labels": "noisylabel.annotators",
+    "check_vote_counts": "noisylabel.annotators",
     # class-distribution mining (paper eq. 7-8)
     "ClassDistributionMiner": "noisylabel.distribution",
     "class_mean_distributions": "noisylabel.distribution",
@@ -40,6 +53,8 @@ _EXPORTS: dict[str, str] = {
     # label-noise injection and EAC-format noise files
     "symmetric_noise": "noisylabel.noise",
     "transition_noise": "noisylabel.noise",
+    "pair_noise": "noisylabel.noise",
+    "instance_noise": "noisylabel.noise",
     "read_noise_file": "noisylabel.noise",
     "write_noise_file": "noisylabel.noise",
     # integrations
@@ -66,8 +81,16 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static type checkers and IDEs see the real names
+    from noisylabel.annotators import (
+        check_vote_counts,
+        majority_vote,
+        plurality_vote,
+        soft_vote_targets,
+        vote_agreement,
+        vote_labels,
+    )
     from noisylabel.correction import correct_labels
-    from noisylabel.detect import clean_probability, find_noisy_labels
+    from noisylabel.detect import clean_probability, find_noisy_labels, rank_noisy_labels
     from noisylabel.distribution import (
         ClassDistributionMiner,
         class_mean_distributions,
@@ -77,12 +100,21 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     from noisylabel.losses import soft_target_kl, weighted_cross_entropy
     from noisylabel.mixture import BetaMixture, MixtureNotSeparatedWarning
     from noisylabel.noise import (
+        instance_noise,
+        pair_noise,
         read_noise_file,
         symmetric_noise,
         transition_noise,
         write_noise_file,
     )
+    from noisylabel.noise_matrix import NoiseMatrix, empirical_noise_matrix, estimate_noise_matrix
     from noisylabel.noise_model import FitReport, NoiseModel
     from noisylabel.schedule import loss_weights
-    from noisylabel.signals import Signal, cosine_similarity, get_signal, normalized_loss
+    from noisylabel.signals import (
+        Signal,
+        bounded_loss,
+        cosine_similarity,
+        get_signal,
+        normalized_loss,
+    )
     from noisylabel.sklearn import BMMWeightedClassifier

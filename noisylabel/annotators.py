@@ -70,7 +70,7 @@ def check_vote_counts(counts: Any) -> np.ndarray:
     bad = ~np.isfinite(arr) | (arr < 0) | (arr != np.round(arr))
     if bad.any():
         i, k = np.argwhere(bad)[0]
-        raise ValueError(f"counts[{i}, {k}] = {arr[i, k]!r}: vote counts must be "
+        raise ValueError(f"counts[{i}, {k}] = {float(arr[i, k])!r}: vote counts must be "
                          "non-negative integers")
     return arr
 

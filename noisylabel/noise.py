@@ -1,4 +1,4 @@
-"""Label-noise injection (symmetric, class-conditional) and EAC-format noise files.
+"""Label-noise injection (symmetric, pair, class-conditional, instance-dependent) and EAC files.
 
 Everything is seeded (``seed`` is an int, a ``numpy.random.Generator`` or None) and returns
 numpy ``int64`` arrays; torch tensors are accepted as input without importing torch here.
@@ -29,6 +29,8 @@ __all__ = [
     "symmetric_noise",
     "symmetric_matrix",
     "transition_noise",
+    "pair_noise",
+    "instance_noise",
     "read_noise_file",
     "write_noise_file",
 ]
@@ -184,6 +186,153 @@ def transition_noise(
     u = rng.random(y.size)
     # first class whose cumulative probability exceeds u (classes with T = 0 are never chosen)
     return np.argmax(u[:, None] < cdf[y], axis=1).astype(np.int64)
+
+
+def _n_flips(rate: float, n: int, name: str = "rate") -> int:
+    """``floor(rate * n + 1/2)`` after checking that ``rate`` lies in [0, 1]."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a number in [0, 1], got {rate!r}")
+    if not 0.0 <= float(rate) <= 1.0:
+        raise ValueError(f"{name}={rate}: must be in [0, 1]")
+    return int(np.floor(rate * n + 0.5))
+
+
+def pair_noise(
+    labels: Any,
+    rate: float,
+    n_classes: int,
+    class_map: Any = None,
+    seed: int | np.random.Generator | None = None,
+) -> np.ndarray:
+    """Pair (asymmetric) noise: a flipped label of class ``c`` becomes ``class_map[c]``.
+
+    Exactly ``k = floor(rate * N + 1/2)`` samples, drawn uniformly without replacement among
+    those whose class maps to another class, get ``class_map[y]``; the transition matrix is
+    ``T[c, c] = 1 - rate``, ``T[c, class_map[c]] = rate`` in expectation. The default map is
+    ``c -> (c + 1) mod C`` (Han et al.'s "pair flipping"). Report what was realised with
+    [`empirical_noise_matrix`][noisylabel.noise_matrix.empirical_noise_matrix].
+
+    Parameters
+    ----------
+    labels : array-like or tensor of int, shape (N,)
+        Clean labels in ``0..n_classes-1``.
+    rate : float
+        Fraction of all samples to flip, in [0, 1].
+    n_classes : int
+        Number of classes C (>= 2).
+    class_map : array-like of int, shape (C,), or dict, optional
+        Target class of each class (a dict may leave classes out: they are never flipped).
+    seed : int, numpy Generator or None
+
+    Returns
+    -------
+    np.ndarray of int64, shape (N,)
+        Noisy labels (a new array).
+
+    Raises
+    ------
+    ValueError
+        A bad ``rate``, ``n_classes`` or ``class_map``, or more flips asked for than samples
+        whose class maps elsewhere.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from noisylabel import pair_noise
+    >>> y = np.arange(10) % 5
+    >>> print(pair_noise(y, rate=0.4, n_classes=5, seed=0))
+    [0 1 3 3 0 1 1 3 3 4]
+    """
+    if n_classes < 2:
+        raise ValueError(f"n_classes={n_classes}: pair noise needs at least 2 classes")
+    y = _as_labels(labels, n_classes)
+    target = _class_map(class_map, n_classes)
+    k = _n_flips(rate, y.size)
+    movable = np.flatnonzero(target[y] != y)
+    if k > movable.size:
+        raise ValueError(f"rate={rate} asks for {k} flips but only {movable.size} samples have a "
+                         "class that class_map sends elsewhere")
+    flip = _rng(seed).choice(movable, size=k, replace=False)
+    noisy = y.copy()
+    noisy[flip] = target[y[flip]]
+    return noisy
+
+
+def _class_map(class_map: Any, n_classes: int) -> np.ndarray:
+    """``class_map`` as an int64 array of length C (identity for classes a dict leaves out)."""
+    if class_map is None:
+        return (np.arange(n_classes) + 1) % n_classes
+    if isinstance(class_map, dict):
+        target = np.arange(n_classes)
+        for c, t in class_map.items():
+            if not (0 <= int(c) < n_classes):
+                raise ValueError(f"class_map key {c!r} outside 0..{n_classes - 1}")
+            target[int(c)] = t
+    else:
+        target = np.asarray(class_map)
+        if target.shape != (n_classes,):
+            raise ValueError(f"class_map: expected shape ({n_classes},), got {target.shape}")
+    target = _as_labels(target, None)
+    bad = np.flatnonzero((target < 0) | (target >= n_classes))
+    if bad.size:
+        raise ValueError(f"class_map[{bad[0]}] = {target[bad[0]]} outside 0..{n_classes - 1}")
+    return target
+
+
+def instance_noise(
+    labels: Any,
+    rate: float,
+    pred_probs: Any,
+    seed: int | np.random.Generator | None = None,
+) -> np.ndarray:
+    """Instance-dependent noise: samples a model finds confusing are flipped more often.
+
+    With ``p_i`` a model's predicted probabilities for sample ``i`` (for example out-of-sample
+    probabilities of a model trained on the clean labels), ``k = floor(rate * N + 1/2)``
+    samples are drawn without replacement with probability proportional to the model's
+    confusion ``u_i = 1 - p_{i, y_i} + 1e-6``, and each drawn sample gets a class drawn from
+    ``p_i`` restricted to the other classes, ``P(j) = p_ij / sum_{l != y_i} p_il``
+    (uniform over the other classes where that sum is 0). So a 3 that looks like an 8 is
+    likelier to be flipped, and to an 8. Report what was realised with
+    [`empirical_noise_matrix`][noisylabel.noise_matrix.empirical_noise_matrix].
+
+    Parameters
+    ----------
+    labels : array-like or tensor of int, shape (N,)
+        Clean labels in ``0..K-1``.
+    rate : float
+        Fraction of all samples to flip, in [0, 1].
+    pred_probs : array-like of shape (N, K)
+        The model's predicted probabilities (rows sum to 1).
+    seed : int, numpy Generator or None
+
+    Returns
+    -------
+    np.ndarray of int64, shape (N,)
+        Noisy labels; exactly ``k`` differ from ``labels``.
+    """
+    from noisylabel._validation import check_pred_probs
+
+    if is_tensor(pred_probs):
+        pred_probs = pred_probs.detach().cpu().numpy()
+    y = _as_labels(labels, None)
+    p = np.asarray(check_pred_probs(pred_probs, y), dtype=np.float64)
+    n, n_classes = p.shape
+    k = _n_flips(rate, n)
+    rng = _rng(seed)
+    confusion = 1.0 - p[np.arange(n), y] + 1e-6
+    flip = rng.choice(n, size=k, replace=False, p=confusion / confusion.sum())
+    other = p[flip].copy()
+    other[np.arange(k), y[flip]] = 0.0
+    total = other.sum(axis=1, keepdims=True)
+    uniform = np.ones_like(other) / (n_classes - 1)
+    uniform[np.arange(k), y[flip]] = 0.0
+    other = np.where(total > 0, other / np.where(total > 0, total, 1.0), uniform)
+    cdf = np.cumsum(other, axis=1)
+    cdf /= cdf[:, -1:]  # exactly 1 from the last class with mass on: y_i is never drawn
+    noisy = y.copy()
+    noisy[flip] = np.argmax(rng.random(k)[:, None] < cdf, axis=1)
+    return noisy
 
 
 def read_label_lines(path: str | os.PathLike, n_classes: int = 7, kind: str = "label file"

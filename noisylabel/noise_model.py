@@ -36,6 +36,7 @@ import torch.distributed as dist
 from noisylabel.correction import correct_labels
 from noisylabel.distribution import ClassDistributionMiner
 from noisylabel.mixture import BetaMixture, MixtureNotSeparatedWarning
+from noisylabel.pipeline import MIN_CLASS_SAMPLES, detect
 from noisylabel.signals import Signal, get_signal
 
 __all__ = ["FitReport", "NoiseModel"]
@@ -173,7 +174,7 @@ class NoiseModel:
         monotone: bool = True,
         device: str | torch.device = "cpu",
         mining_margin: float = 0.0,
-        min_class_samples: int = 50,
+        min_class_samples: int = MIN_CLASS_SAMPLES,
         mixture_kwargs: dict[str, Any] | None = None,
     ) -> None:
         if num_samples < 1 or num_classes < 2:
@@ -287,27 +288,13 @@ class NoiseModel:
         self.miner.update(labels, probs, validate=False)
         self._d = torch.as_tensor(self.miner.distributions_, dtype=torch.float32, device=self.device)
 
-        s = self.signal(labels, probs, validate=False)
-        kwargs = {**self.mixture_kwargs, "clean_side": self.signal.clean_side, "monotone": self.monotone}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", MixtureNotSeparatedWarning)
-            bmm = BetaMixture(**kwargs).fit(s)
-            w_new = bmm.posterior(s)
-            fallback: list[int] = []
-            if self.per_class:
-                for c in range(self.num_classes):  # a loop over classes, not samples
-                    mask = labels == c
-                    n_c = int(mask.sum().item())
-                    if n_c == 0:
-                        continue
-                    fit_c = BetaMixture(**kwargs).fit(s[mask]) if n_c >= self.min_class_samples else None
-                    if fit_c is not None and fit_c.separated_:
-                        w_new[mask] = fit_c.posterior(s[mask])
-                    else:
-                        fallback.append(c)
+        det = detect(labels, probs, signal=self.signal, per_class=self.per_class,
+                     monotone=self.monotone, min_class_samples=self.min_class_samples,
+                     fallback=False, mixture_kwargs=self.mixture_kwargs, validate=False)
+        bmm, w_new, fallback = det.mixture, det.clean_probability, det.per_class_fallback
         self.mixture_ = bmm
         self.signal_ = torch.full((self.num_samples,), float("nan"), device=self.device)
-        self.signal_[seen_idx] = s.to(torch.float32)
+        self.signal_[seen_idx] = det.signal.to(torch.float32)
 
         if epoch <= self.warmup:
             reason = "warmup"

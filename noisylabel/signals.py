@@ -118,6 +118,45 @@ def normalized_loss(labels: Any, pred_probs: Any, *, validate: bool = True) -> A
     return (loss - lo) / span
 
 
+def bounded_loss(labels: Any, pred_probs: Any, *, validate: bool = True) -> Any:
+    """Per-sample cross-entropy mapped into [0, 1) by ``1 - exp(-l)``.
+
+    ``l_i = -log p_{i,y_i}``, ``L_i = 1 - exp(-l_i) = 1 - p_{i,y_i}``. Clean samples have low
+    L. Unlike [`normalized_loss`][noisylabel.signals.normalized_loss] it does not depend on
+    the other samples passed, and it does not let a few huge losses squeeze the rest toward
+    0: at 40% symmetric noise on digits the Beta mixture separates on it in 5 of 5 seeds
+    (AUC 96.5-97.2), where on the min-max normalised loss it falls back to w = 1 in 5 of 5
+    (`benchmarks/README.md`, "Noisy-label detection"). This is the ``"loss"`` signal.
+
+    Parameters
+    ----------
+    labels : array-like or torch.Tensor of shape (N,)
+        Integer labels in ``0 .. K-1``.
+    pred_probs : array-like or torch.Tensor of shape (N, K)
+        Predicted probabilities (rows sum to 1).
+    validate : bool
+        Check the inputs with ``check_pred_probs``.
+
+    Returns
+    -------
+    numpy.ndarray or torch.Tensor of shape (N,)
+        L_i in [0, 1], same array type (and device) as ``pred_probs``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from noisylabel import bounded_loss
+    >>> pred_probs = np.array([[0.8, 0.1, 0.1], [1 / 3, 1 / 3, 1 / 3], [0.1, 0.8, 0.1]])
+    >>> print(bounded_loss(np.array([0, 0, 0]), pred_probs).round(3))
+    [0.2   0.667 0.9  ]
+    """
+    if validate:
+        pred_probs = check_pred_probs(pred_probs, labels)
+    elif not is_tensor(pred_probs):
+        pred_probs = np.asarray(pred_probs, dtype=np.float64)
+    return 1.0 - _label_prob(labels, pred_probs)
+
+
 @dataclass(frozen=True)
 class Signal:
     """A named per-sample signal and the side of [0, 1] where clean samples lie.
@@ -130,6 +169,10 @@ class Signal:
         ``fn(labels, pred_probs) -> values in [0, 1]`` of shape (N,).
     clean_side : {"high", "low"}
         "high": clean samples have high values (cosine); "low": low values (loss).
+
+    The registry [`SIGNALS`][noisylabel.signals.SIGNALS] maps "cosine" to
+    [`cosine_similarity`][noisylabel.signals.cosine_similarity] and "loss" to
+    [`bounded_loss`][noisylabel.signals.bounded_loss].
     """
 
     name: str
@@ -142,7 +185,7 @@ class Signal:
 
 SIGNALS: dict[str, Signal] = {
     "cosine": Signal("cosine", cosine_similarity, "high"),
-    "loss": Signal("loss", normalized_loss, "low"),
+    "loss": Signal("loss", bounded_loss, "low"),
 }
 
 

@@ -10,20 +10,23 @@ takes no ``sample_weight``, without the samples flagged noisy).
 from __future__ import annotations
 
 import warnings
-from numbers import Integral, Real
+from numbers import Integral
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
-from sklearn.pipeline import Pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils import get_tags
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
 
-from noisylabel.detect import clean_probability
-from noisylabel.mixture import BetaMixture
+from noisylabel._validation import check_pred_probs
+from noisylabel.detect import check_threshold, flag_labels
+from noisylabel.mixture import MixtureNotSeparatedWarning
+from noisylabel.pipeline import detect
 from noisylabel.signals import get_signal
 
 __all__ = ["BMMWeightedClassifier"]
@@ -54,22 +57,28 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
 
     1. out-of-sample predicted probabilities ``P`` (``pred_probs_``) from
        ``cross_val_predict(clone(estimator), X, y, cv=StratifiedKFold(cv, shuffle=True,
-       random_state=random_state), method="predict_proba")``;
-    2. a per-sample signal ``S_i = s(y_i, P_i)`` (``signal="cosine"``:
-       ``S_i = P_{i,y_i} / ||P_i||_2``; ``signal="loss"``: min-max normalised cross-entropy);
-    3. a two-component [`BetaMixture`][noisylabel.mixture.BetaMixture] fitted to ``S`` by EM;
+       random_state=random_state), method="predict_proba")``, or the ``pred_probs`` passed to
+       ``fit`` (no cross-validation then);
+    2. one run of the detection pipeline ([`detect`][noisylabel.pipeline.detect]): a
+       per-sample signal ``S_i = s(y_i, P_i)`` (``signal="cosine"``:
+       ``S_i = P_{i,y_i} / ||P_i||_2``; ``signal="loss"``: ``1 - P_{i,y_i}``) and a
+       two-component [`BetaMixture`][noisylabel.mixture.BetaMixture] fitted to ``S`` by EM;
        the clean probability is the posterior of the clean component,
        ``w_i = pi_c Beta(S_i; a_c, b_c) / sum_k pi_k Beta(S_i; a_k, b_k)``
-       (``clean_probability_``), and ``label_issues_mask_ = w < threshold``;
+       (``clean_probability_``, 1 everywhere when the mixture is not separated);
+    3. the flags of [`find_noisy_labels`][noisylabel.detect.find_noisy_labels] with
+       ``threshold`` (``label_issues_mask_``, and the table ``label_issues_``);
     4. a clone of ``estimator`` refitted on all samples with ``sample_weight=w`` when its
-       ``fit`` accepts ``sample_weight`` (for a ``Pipeline``: when its last step does), else on the samples with ``w >= threshold``
-       (``refit_mode_`` says which).
+       ``fit`` accepts ``sample_weight`` (for a ``Pipeline``: when its last step does), else
+       on the unflagged samples (``refit_mode_`` says which).
 
     Parameters
     ----------
     estimator : classifier, default=None
         Any scikit-learn classifier with ``predict_proba``. ``None`` means
-        ``LogisticRegression(max_iter=1000)``.
+        ``make_pipeline(StandardScaler(with_mean=False), LogisticRegression(max_iter=1000))``
+        (scaled so that lbfgs converges on raw features such as digits' pixels; sparse input
+        stays sparse).
     cv : int or cross-validation splitter, default=5
         Folds for the out-of-sample probabilities. An int gives a shuffled
         ``StratifiedKFold`` seeded by ``random_state``; it is lowered (with a warning) to the
@@ -78,16 +87,18 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
         given.
     signal : {"cosine", "loss"}, default="cosine"
         Per-sample signal the mixture is fitted to (see
-        [`noisylabel.get_signal`][noisylabel.signals.get_signal]).
-    threshold : float in [0, 1], default=0.5
-        A sample is flagged (``label_issues_mask_``) when its clean probability is below it.
+        [`get_signal`][noisylabel.signals.get_signal]).
+    threshold : "auto" or float in [0, 1], default="auto"
+        The flagging rule of [`find_noisy_labels`][noisylabel.detect.find_noisy_labels]:
+        "auto" flags the samples whose cross-validated prediction disagrees with the label
+        and whose clean probability is below 0.5; a number t flags ``w < t``.
     weighting : {"auto", "weight", "drop"}, default="auto"
         How the refit uses the clean probabilities. ``"weight"``: ``sample_weight=w`` (an error
         if the estimator's ``fit`` does not take ``sample_weight``); ``"drop"``: refit on the
         unflagged samples; ``"auto"``: ``"weight"`` when possible, else ``"drop"``.
     per_class : bool, default=False
         Fit one mixture per class instead of one over all samples
-        (see [`noisylabel.clean_probability`][noisylabel.detect.clean_probability]).
+        (see [`clean_probability`][noisylabel.detect.clean_probability]).
     mixture_params : dict, default=None
         Extra keyword arguments for [`BetaMixture`][noisylabel.mixture.BetaMixture] (for example
         ``{"monotone": False}`` or ``{"max_iter": 200}``).
@@ -108,7 +119,12 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
     clean_probability_ : ndarray of shape (n_samples,)
         Per-sample probability that the given label is right, in the training order.
     label_issues_mask_ : ndarray of shape (n_samples,), dtype=bool
-        ``True`` where the label is probably wrong (``clean_probability_ < threshold``).
+        ``True`` where the label is probably wrong (the ``threshold`` rule).
+    label_issues_ : pandas.DataFrame or dict of ndarray
+        One row per training sample: ``index``, ``given_label``, ``predicted_label`` (argmax
+        of ``pred_probs_``), ``clean_probability``, ``flagged``; a DataFrame when pandas is
+        installed, else a dict of equal-length arrays. Sort by ``clean_probability`` for a
+        review queue.
     mixture_ : BetaMixture or None
         The global mixture fitted to the signal of the cross-validated samples (with
         ``per_class=True`` it is the fit that classes without their own mixture fall back
@@ -132,7 +148,7 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
     ((400,), 'weight')
     >>> flagged, wrong = clf.label_issues_mask_, noisy_y != y
     >>> print(flagged.sum(), "flagged,", (flagged & wrong).sum(), "of them truly wrong")
-    127 flagged, 106 of them truly wrong
+    125 flagged, 105 of them truly wrong
     """
 
     def __init__(
@@ -141,7 +157,7 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
         *,
         cv: Any = 5,
         signal: str = "cosine",
-        threshold: float = 0.5,
+        threshold: float | str = "auto",
         weighting: str = "auto",
         per_class: bool = False,
         mixture_params: dict[str, Any] | None = None,
@@ -161,7 +177,8 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ helpers
     def _base_estimator(self) -> Any:
         if self.estimator is None:
-            return LogisticRegression(max_iter=1000)
+            # scaled: on raw digits pixels lbfgs warns of non-convergence in every fold
+            return make_pipeline(StandardScaler(with_mean=False), LogisticRegression(max_iter=1000))
         return self.estimator
 
     def _allow_nan(self) -> bool:
@@ -181,8 +198,7 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"cv must be an int >= 2 or a CV splitter, got cv={self.cv!r}")
         elif not (hasattr(self.cv, "split") and hasattr(self.cv, "get_n_splits")):
             raise ValueError(f"cv must be an int >= 2 or a CV splitter, got cv={self.cv!r}")
-        if not isinstance(self.threshold, Real) or not 0.0 <= float(self.threshold) <= 1.0:
-            raise ValueError(f"threshold must be a number in [0, 1], got {self.threshold!r}")
+        check_threshold(self.threshold)
         if self.weighting not in _WEIGHTING:
             raise ValueError(f"weighting must be one of {_WEIGHTING}, got {self.weighting!r}")
         get_signal(self.signal)  # raises ValueError naming the known signals
@@ -254,16 +270,9 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
         pred_probs[idx] = rows
         return pred_probs, judged
 
-    def _fit_mixture(self, labels: np.ndarray, pred_probs: np.ndarray) -> BetaMixture:
-        sig = get_signal(self.signal)
-        mixture = BetaMixture(clean_side=sig.clean_side, **(self.mixture_params or {}))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # clean_probability already warned on a bad fit
-            return mixture.fit(sig(labels, pred_probs))
-
     # ---------------------------------------------------------------- public API
-    def fit(self, X: Any, y: Any) -> BMMWeightedClassifier:
-        """Estimate clean probabilities by cross-validation, then refit the estimator.
+    def fit(self, X: Any, y: Any, pred_probs: Any = None) -> BMMWeightedClassifier:
+        """Estimate clean probabilities (by cross-validation unless given), then refit.
 
         Parameters
         ----------
@@ -271,6 +280,10 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
             Training data.
         y : array-like of shape (n_samples,)
             Noisy class labels (any hashable labels; at least two classes).
+        pred_probs : array-like of shape (n_samples, n_classes), optional
+            Out-of-sample predicted probabilities, columns in sorted-label order (as
+            ``classes_``), for example ``pred_probs_`` of an earlier fit: the cross-validation
+            is skipped (as cleanlab's ``CleanLearning.fit(..., pred_probs=...)``).
 
         Returns
         -------
@@ -289,23 +302,47 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
                 f"BMMWeightedClassifier needs at least 2 classes in y, got 1 class "
                 f"({self.classes_[0]!r})"
             )
-
-        pred_probs, judged = self._out_of_sample_probs(X, y_enc, n_classes)
+        if pred_probs is None:
+            pred_probs, judged = self._out_of_sample_probs(X, y_enc, n_classes)
+        else:
+            shape = np.shape(pred_probs)
+            if len(shape) != 2 or shape[1] != n_classes:
+                raise ValueError(f"pred_probs has shape {shape}: need (n_samples, {n_classes}), "
+                                 f"one column per class of y")
+            pred_probs = np.asarray(check_pred_probs(pred_probs, y_enc), dtype=np.float64)
+            judged = np.ones(y_enc.shape[0], dtype=bool)
         self.pred_probs_ = pred_probs
+        self._detect(y_enc, pred_probs, judged)
+        return self._refit(X, y_enc)
+
+    def _detect(self, y_enc: np.ndarray, pred_probs: np.ndarray, judged: np.ndarray) -> None:
+        """One pipeline run on the judged samples: ``clean_probability_``, flags, table."""
         w = np.ones(y_enc.shape[0])
+        flagged = np.zeros(y_enc.shape[0], dtype=bool)
         self.mixture_ = None
         if judged.any():
-            w[judged] = clean_probability(
-                y_enc[judged],
-                pred_probs[judged],
-                signal=self.signal,
-                per_class=self.per_class,
-                **(self.mixture_params or {}),
-            )
-            self.mixture_ = self._fit_mixture(y_enc[judged], pred_probs[judged])
+            params = dict(self.mixture_params or {})
+            monotone = params.pop("monotone", True)
+            det = detect(y_enc[judged], pred_probs[judged], signal=self.signal,
+                         per_class=self.per_class, monotone=monotone, mixture_kwargs=params,
+                         validate=False)
+            if not det.separated:
+                warnings.warn(
+                    "the Beta mixture is not separated: every cross-validated sample gets clean "
+                    "probability 1 (see BetaMixture.separated_)",
+                    MixtureNotSeparatedWarning,
+                    stacklevel=3,
+                )
+            self.mixture_ = det.mixture
+            w[judged] = det.clean_probability
+            flagged[judged] = flag_labels(det, y_enc[judged], pred_probs[judged], self.threshold)
         self.clean_probability_ = w
-        self.label_issues_mask_ = w < self.threshold
+        self.label_issues_mask_ = flagged
+        self.label_issues_ = _issue_table(self.classes_, y_enc, pred_probs, w, flagged)
 
+    def _refit(self, X: Any, y_enc: np.ndarray) -> BMMWeightedClassifier:
+        """Refit a clone of the estimator with ``sample_weight=w`` or without flagged samples."""
+        w = self.clean_probability_
         base = self._base_estimator()
         self.estimator_ = clone(base)
         key = _sample_weight_key(base)
@@ -371,3 +408,30 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
             ensure_all_finite=not self._allow_nan(),
         )
         return self.classes_[np.asarray(self.estimator_.predict(X), dtype=np.intp)]
+
+
+def _issue_table(
+    classes: np.ndarray, y_enc: np.ndarray, pred_probs: np.ndarray, w: np.ndarray,
+    flagged: np.ndarray,
+) -> Any:
+    """Per-sample table: index, given and predicted label, clean probability, flagged.
+
+    A pandas DataFrame when pandas is installed, else a dict of arrays. The predicted label is
+    ``classes[argmax_k p_ik]``; samples that could not be cross-validated (NaN rows) get their
+    given label.
+    """
+    judged = ~np.isnan(pred_probs).any(axis=1)
+    predicted = y_enc.copy()
+    predicted[judged] = pred_probs[judged].argmax(axis=1)
+    table = {
+        "index": np.arange(y_enc.shape[0]),
+        "given_label": classes[y_enc],
+        "predicted_label": classes[predicted],
+        "clean_probability": w,
+        "flagged": flagged,
+    }
+    try:
+        import pandas as pd
+    except ImportError:
+        return table
+    return pd.DataFrame(table)

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from noisylabel.detect import clean_probability, find_noisy_labels
+from noisylabel.detect import clean_probability, find_noisy_labels, rank_noisy_labels
 from noisylabel.mixture import MixtureNotSeparatedWarning
+from noisylabel.signals import cosine_similarity
 
 
 def noisy_problem(n=3000, k=5, rate=0.3, seed=0):
@@ -71,3 +72,81 @@ def test_invalid_inputs():
         clean_probability([0], [[0.5, 0.5], [0.5, 0.5]])
     with pytest.raises(ValueError, match="row 0"):
         clean_probability([0, 1], [[2.0, 1.0], [0.5, 0.5]])
+
+
+def test_auto_flags_only_where_the_model_disagrees_and_w_is_low():
+    labels, p, flip = noisy_problem()
+    w = clean_probability(labels, p)
+    auto = find_noisy_labels(labels, p)
+    np.testing.assert_array_equal(auto, (p.argmax(1) != labels) & (w < 0.5))
+    fixed = find_noisy_labels(labels, p, threshold=0.5)
+    np.testing.assert_array_equal(fixed, w < 0.5)
+    # the model's agreement removes false positives of w < 0.5 and hardly any true ones
+    precision = lambda m: flip[m].mean()  # noqa: E731
+    assert precision(auto) >= precision(fixed)
+    assert flip[auto].sum() >= 0.97 * flip[fixed].sum()
+
+
+def test_auto_without_a_separated_mixture_flags_every_disagreement():
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(3) * 50, 500)
+    labels = rng.integers(0, 3, 500)
+    with pytest.warns(MixtureNotSeparatedWarning):
+        flagged = find_noisy_labels(labels, p)
+    np.testing.assert_array_equal(flagged, p.argmax(1) != labels)
+
+
+def test_ranked_indices_are_the_flagged_ones_worst_first():
+    labels, p, _ = noisy_problem()
+    mask = find_noisy_labels(labels, p)
+    ranked = find_noisy_labels(labels, p, return_indices_ranked_by="clean_probability")
+    assert sorted(ranked.tolist()) == np.flatnonzero(mask).tolist()
+    w, s = clean_probability(labels, p), cosine_similarity(labels, p)
+    key = list(zip(w[ranked], s[ranked], strict=True))
+    assert key == sorted(key)  # w ascending, ties by the signal (low cosine = worse)
+    by_conf = find_noisy_labels(labels, p, return_indices_ranked_by="self_confidence")
+    p_y = p[by_conf, labels[by_conf]]
+    assert np.all(np.diff(p_y) >= 0) and set(by_conf) == set(ranked)
+    order = rank_noisy_labels(labels, p)
+    assert sorted(order.tolist()) == list(range(labels.size))
+    np.testing.assert_array_equal(order[np.isin(order, ranked)], ranked)
+
+
+def test_ranked_indices_follow_a_tensor_input():
+    labels, p, _ = noisy_problem(n=600)
+    ranked = find_noisy_labels(torch.from_numpy(labels), torch.from_numpy(p),
+                               return_indices_ranked_by="clean_probability")
+    assert isinstance(ranked, torch.Tensor)
+    np.testing.assert_array_equal(
+        ranked.numpy(),
+        find_noisy_labels(labels, p, return_indices_ranked_by="clean_probability"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"threshold": "half"}, ValueError, "threshold must be 'auto' or a number.*'half'"),
+        ({"threshold": 1.5}, ValueError, r"got 1\.5"),
+        ({"threshold": None}, TypeError, "got None"),
+        ({"return_indices_ranked_by": "loss"}, ValueError, "return_indices_ranked_by.*'loss'"),
+    ],
+)
+def test_bad_flagging_arguments_name_the_value(kwargs, error, match):
+    labels, p, _ = noisy_problem(n=200)
+    with pytest.raises(error, match=match):
+        find_noisy_labels(labels, p, **kwargs)
+
+
+def test_one_mixture_fit_per_call(monkeypatch):
+    from noisylabel.mixture import BetaMixture
+
+    calls = []
+    original = BetaMixture.fit
+    monkeypatch.setattr(BetaMixture, "fit", lambda self, x: calls.append(1) or original(self, x))
+    labels, p, _ = noisy_problem()
+    find_noisy_labels(labels, p, return_indices_ranked_by="clean_probability")
+    assert len(calls) == 1
+    calls.clear()
+    clean_probability(labels, p, per_class=True)
+    assert len(calls) == 1 + 5  # the global fit and one per class, nothing twice

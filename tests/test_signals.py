@@ -1,10 +1,20 @@
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
-from noisylabel.signals import SIGNALS, Signal, cosine_similarity, get_signal, normalized_loss
+from noisylabel.mixture import BetaMixture
+from noisylabel.signals import (
+    SIGNALS,
+    Signal,
+    bounded_loss,
+    cosine_similarity,
+    get_signal,
+    normalized_loss,
+)
 
 
 def _probs(n=50, k=4, seed=0):
@@ -56,3 +66,37 @@ def test_registry():
 def test_signals_validate():
     with pytest.raises(ValueError, match="row 1 sums to"):
         cosine_similarity([0, 1], [[0.5, 0.5], [0.9, 0.3]])
+
+
+def test_bounded_loss_is_one_minus_the_label_probability():
+    p = np.array([[0.8, 0.1, 0.1], [1 / 3, 1 / 3, 1 / 3], [0.1, 0.8, 0.1]])
+    labels = np.array([0, 0, 0])
+    ce = -np.log(p[np.arange(3), labels])
+    np.testing.assert_allclose(bounded_loss(labels, p), 1 - np.exp(-ce))
+    t = bounded_loss(torch.tensor(labels), torch.tensor(p))
+    np.testing.assert_allclose(t.numpy(), [0.2, 2 / 3, 0.9])
+    assert get_signal("loss").fn is bounded_loss and SIGNALS["loss"].clean_side == "low"
+
+
+def test_loss_signal_separates_where_min_max_normalisation_does_not():
+    """Digits, 40% symmetric noise: a few huge losses squeeze the min-max normalised rest."""
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from noisylabel import symmetric_noise
+
+    X, y = load_digits(return_X_y=True)
+    labels = symmetric_noise(y, 0.4, n_classes=10, seed=0)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300))
+    p = cross_val_predict(model, X, labels, cv=5, method="predict_proba")
+    for fn, separated in ((normalized_loss, False), (bounded_loss, True)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bmm = BetaMixture(clean_side="low").fit(fn(labels, p))
+        assert bmm.separated_ is separated, fn.__name__
+    w = bmm.clean_probability(bounded_loss(labels, p))
+    assert roc_auc_score(labels != y, 1 - w) > 0.95

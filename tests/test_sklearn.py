@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, KFold, train_test_split
+from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold, train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -98,7 +100,9 @@ def test_fitted_attributes_and_string_labels() -> None:
     w = clf.clean_probability_
     assert w.shape == (n,) and np.all((w >= 0) & (w <= 1))
     assert clf.label_issues_mask_.dtype == bool
-    np.testing.assert_array_equal(clf.label_issues_mask_, w < clf.threshold)
+    disagrees = clf.pred_probs_.argmax(1) != noisy  # noisy holds the encoded labels 0..2
+    np.testing.assert_array_equal(clf.label_issues_mask_, disagrees & (w < 0.5))
+    assert clf.label_issues_mask_.sum() > 0
     assert isinstance(clf.mixture_, BetaMixture)
     assert clf.refit_mode_ == "weight"
     assert set(clf.predict(X_te)) <= set(names)
@@ -201,7 +205,7 @@ def test_same_random_state_same_result() -> None:
     [
         ({"cv": 1}, "cv must be an int >= 2"),
         ({"cv": "five"}, "cv must be an int >= 2"),
-        ({"threshold": 1.5}, r"threshold must be a number in \[0, 1\]"),
+        ({"threshold": 1.5}, r"threshold must be 'auto' or a number in \[0, 1\]"),
         ({"weighting": "reweight"}, "weighting must be one of"),
         ({"signal": "entropy"}, "unknown signal 'entropy'"),
         ({"estimator": LinearSVC()}, "LinearSVC has no predict_proba"),
@@ -240,3 +244,50 @@ def test_clean_probability_rejects_bad_labels_and_probabilities() -> None:
     bad[2] = [0.5, 0.5, 0.5]
     with pytest.raises(ValueError, match="row 2 sums to 1.5"):
         clean_probability(labels, bad)
+
+
+def test_precomputed_pred_probs_skip_the_cross_validation_and_give_the_same_result() -> None:
+    X_tr, noisy, is_noisy, _, _ = noisy_problem(0, rate=0.3)
+    first = BMMWeightedClassifier(random_state=0).fit(X_tr, noisy)
+
+    class NoCV(StratifiedKFold):
+        def split(self, *args, **kwargs):
+            raise AssertionError("cross-validation ran although pred_probs were given")
+
+    again = BMMWeightedClassifier(cv=NoCV(3), random_state=0).fit(
+        X_tr, noisy, pred_probs=first.pred_probs_
+    )
+    np.testing.assert_array_equal(again.clean_probability_, first.clean_probability_)
+    np.testing.assert_array_equal(again.label_issues_mask_, first.label_issues_mask_)
+    with pytest.raises(ValueError, match=r"pred_probs has shape \(\d+, 2\): need \(n_samples, 3\)"):
+        BMMWeightedClassifier().fit(X_tr, noisy, pred_probs=first.pred_probs_[:, :2])
+
+
+def test_label_issues_table_names_given_and_predicted_labels() -> None:
+    pd = pytest.importorskip("pandas")
+    X_tr, noisy, is_noisy, _, _ = noisy_problem(0, rate=0.3)
+    names = np.array(["cat", "dog", "owl"])
+    clf = BMMWeightedClassifier(random_state=0).fit(X_tr, names[noisy])
+    table = clf.label_issues_
+    assert isinstance(table, pd.DataFrame)
+    assert list(table.columns) == [
+        "index", "given_label", "predicted_label", "clean_probability", "flagged"
+    ]
+    assert (table["given_label"].to_numpy() == names[noisy]).all()
+    assert (table["predicted_label"].to_numpy() == names[clf.pred_probs_.argmax(1)]).all()
+    np.testing.assert_array_equal(table["flagged"], clf.label_issues_mask_)
+    flagged = table[table["flagged"]]
+    assert (flagged["given_label"] != flagged["predicted_label"]).all()
+    assert is_noisy[flagged["index"]].mean() > 0.8
+
+
+def test_default_estimator_fits_digits_without_convergence_warnings() -> None:
+    from sklearn.datasets import load_digits
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = load_digits(return_X_y=True)
+    noisy = symmetric_noise(y, 0.3, n_classes=10, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = BMMWeightedClassifier(cv=3, random_state=0).fit(X[:900], noisy[:900])
+    assert clf.score(X[900:], y[900:]) > 0.85

@@ -1,0 +1,153 @@
+"""The detection pipeline shared by every entry point: signal -> mixture -> fallback -> w.
+
+[`clean_probability`][noisylabel.detect.clean_probability],
+[`find_noisy_labels`][noisylabel.detect.find_noisy_labels],
+[`estimate_noise_matrix`][noisylabel.noise_matrix.estimate_noise_matrix],
+[`NoiseModel.fit`][noisylabel.noise_model.NoiseModel.fit] and
+[`BMMWeightedClassifier`][noisylabel.sklearn.BMMWeightedClassifier] all call
+[`detect`][noisylabel.pipeline.detect] once and read what they need from the
+[`Detection`][noisylabel.pipeline.Detection] it returns; nothing fits a mixture twice.
+numpy in gives numpy out; a tensor in gives tensors on the same device out.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from noisylabel._backend import is_tensor
+from noisylabel._validation import check_pred_probs
+from noisylabel.mixture import BetaMixture, MixtureNotSeparatedWarning
+from noisylabel.signals import Signal, get_signal
+
+__all__ = ["Detection", "detect"]
+
+MIN_CLASS_SAMPLES = 50
+"""Default minimum class size for a class's own mixture (``per_class=True``)."""
+
+
+@dataclass
+class Detection:
+    """What one run of the pipeline produced.
+
+    Attributes
+    ----------
+    clean_probability : numpy.ndarray or torch.Tensor of shape (N,)
+        ``w_i = p(clean | s_i)``; with ``fallback=True`` it is 1 for the samples whose
+        mixture is not separated.
+    signal : numpy.ndarray or torch.Tensor of shape (N,)
+        The per-sample signal ``s_i`` the mixture was fitted to.
+    mixture : BetaMixture
+        The global mixture (fitted to every sample).
+    per_class_fallback : list of int
+        With ``per_class``: the classes (present in ``labels``) that use the global fit because
+        they have fewer than ``min_class_samples`` samples or an unseparated fit of their own.
+    class_mixtures : dict of int to BetaMixture
+        With ``per_class``: the separated per-class mixtures that set w of their class.
+    """
+
+    clean_probability: Any
+    signal: Any
+    mixture: BetaMixture
+    per_class_fallback: list[int] = field(default_factory=list)
+    class_mixtures: dict[int, BetaMixture] = field(default_factory=dict)
+
+    @property
+    def separated(self) -> bool:
+        """Whether the global mixture passed its separation check."""
+        return bool(self.mixture.separated_)
+
+
+def _as_labels(labels: Any, pred_probs: Any) -> Any:
+    if is_tensor(pred_probs):
+        import torch
+
+        return torch.as_tensor(labels, device=pred_probs.device).long()
+    return np.asarray(labels, dtype=np.int64)
+
+
+def detect(
+    labels: Any,
+    pred_probs: Any,
+    signal: str | Signal = "cosine",
+    per_class: bool = False,
+    monotone: bool = True,
+    min_class_samples: int = MIN_CLASS_SAMPLES,
+    fallback: bool = True,
+    mixture_kwargs: dict[str, Any] | None = None,
+    validate: bool = True,
+) -> Detection:
+    """Signal, one global Beta mixture, optional per-class mixtures, clean probabilities.
+
+    ``s_i = signal(y_i, p_i)``; a two-component
+    [`BetaMixture`][noisylabel.mixture.BetaMixture] is fitted to all ``s`` and
+    ``w_i = p(clean | s_i)`` is its clean-component posterior. With ``per_class``, each class
+    with at least ``min_class_samples`` samples gets its own mixture on its samples, and its
+    posterior replaces w there when that fit is separated. With ``fallback``, an unseparated
+    global fit gives ``w = 1`` to every sample no class mixture covers (see `docs/method.md`,
+    "The per-epoch noise model and its safeguards"); without it the raw posterior is kept (the
+    caller gates it, as
+    [`NoiseModel`][noisylabel.noise_model.NoiseModel] does). No warning is emitted here: the
+    caller reads [`Detection`][noisylabel.pipeline.Detection] and warns in its own words.
+
+    Parameters
+    ----------
+    labels : array-like or torch.Tensor of shape (N,)
+        Given integer labels in ``0 .. K-1``.
+    pred_probs : array-like or torch.Tensor of shape (N, K)
+        Out-of-sample predicted probabilities; rows sum to 1.
+    signal : {"cosine", "loss"} or Signal
+        Per-sample signal; its ``clean_side`` orients the mixture.
+    per_class : bool
+        Fit one mixture per class as well.
+    monotone : bool
+        Make w monotone in the signal (see
+        [`BetaMixture.clean_probability`][noisylabel.mixture.BetaMixture.clean_probability]).
+    min_class_samples : int
+        Minimum class size for its own mixture.
+    fallback : bool
+        w = 1 where the deciding mixture is not separated.
+    mixture_kwargs : dict, optional
+        Extra [`BetaMixture`][noisylabel.mixture.BetaMixture] arguments.
+    validate : bool
+        Check ``labels`` and ``pred_probs`` first.
+
+    Returns
+    -------
+    Detection
+    """
+    sig = get_signal(signal)
+    if validate:
+        pred_probs = check_pred_probs(pred_probs, labels)
+    labels = _as_labels(labels, pred_probs)
+    s = sig(labels, pred_probs, validate=False)
+    kwargs = {**(mixture_kwargs or {}), "clean_side": sig.clean_side, "monotone": monotone}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MixtureNotSeparatedWarning)
+        bmm = BetaMixture(**kwargs).fit(s)
+        w = bmm.clean_probability(s) if fallback else bmm.posterior(s)
+        result = Detection(clean_probability=w, signal=s, mixture=bmm)
+        if per_class:
+            _fit_classes(result, labels, pred_probs.shape[1], kwargs, min_class_samples)
+    return result
+
+
+def _fit_classes(
+    result: Detection, labels: Any, n_classes: int, kwargs: dict[str, Any], min_samples: int
+) -> None:
+    """Per-class mixtures: a separated fit on a large enough class replaces w there."""
+    s, w = result.signal, result.clean_probability
+    for c in range(n_classes):  # a loop over classes, not samples
+        mask = labels == c
+        n_c = int(mask.sum())
+        if n_c == 0:
+            continue
+        fit_c = BetaMixture(**kwargs).fit(s[mask]) if n_c >= min_samples else None
+        if fit_c is not None and fit_c.separated_:
+            w[mask] = fit_c.posterior(s[mask])
+            result.class_mixtures[c] = fit_c
+        else:
+            result.per_class_fallback.append(c)
