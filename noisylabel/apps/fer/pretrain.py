@@ -42,15 +42,21 @@ from tqdm.auto import tqdm
 
 from noisylabel.apps.fer import layouts
 from noisylabel.apps.fer.augment import make_augment
-from noisylabel.apps.fer.config import SYNTHETIC_BACKBONE, PretrainConfig
+from noisylabel.apps.fer.config import SYNTHETIC_BACKBONE, PretrainConfig, check_output_path
 from noisylabel.apps.fer.engine import (
     Runtime,
     batch_slices,
+    check_finite,
     epoch_permutation,
     predict_probs,
     train_one_epoch,
 )
-from noisylabel.apps.fer.report import atomic_torch_save, write_json
+from noisylabel.apps.fer.report import (
+    atomic_torch_save,
+    atomic_write_text,
+    remove_stale_temp_files,
+    write_json,
+)
 
 __all__ = ["PretrainConfig", "pretrain", "synthetic_backbone"]
 
@@ -96,6 +102,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     ValueError
         Malformed data (the message names the file or folder).
     """
+    check_output_path("out", config.out, folder=False)  # before the work, not after it
     layout = layouts.detect_layout(config.data)
     rt = Runtime.create(config.device, join=False)  # float32, no torchrun group
     device = rt.device
@@ -161,11 +168,13 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
                        f"  train {100 * total[1].item() / n:.1f}%  held-out {100 * test_acc:.1f}%")
 
     out = Path(config.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_finite(model, f"pretraining, epoch {config.epochs}",
+                 hint="nothing was written; try a lower --lr")
+    remove_stale_temp_files(out.parent, [out.name, f"{out.name}.sha256", f"{out.name}.json"])
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_torch_save({"state_dict": state}, out)
     sha = hashlib.sha256(out.read_bytes()).hexdigest()
-    Path(f"{out}.sha256").write_text(f"{sha}  {out.name}\n")
+    atomic_write_text(Path(f"{out}.sha256"), f"{sha}  {out.name}\n")
     data_meta = Path(config.data) / "synthetic.json"
     info = {
         "task": config.task,
