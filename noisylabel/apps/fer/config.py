@@ -282,6 +282,31 @@ class TrainConfig:
             if getattr(self, name):
                 _check_path(name, getattr(self, name), folder=False)
         check_output_path("out", self.out, folder=True)
+        self.check_run_folder()
+
+    def check_run_folder(self) -> None:
+        """``out`` holds a run exactly when ``resume`` asks to continue one: a run is never
+        replaced unasked (``overwrite`` replaces it), and a mistyped ``out`` with ``resume``
+        never starts afresh.
+
+        Raises
+        ------
+        ValueError
+            Both ``resume`` and ``overwrite``; ``resume`` without ``out/checkpoint.pt``; or
+            that file without ``resume`` or ``overwrite``.
+        """
+        path = Path(self.out).expanduser() / "checkpoint.pt"
+        if self.resume and self.overwrite:
+            raise ValueError("--resume continues the run in --out and --overwrite replaces it: "
+                             "give one of them")
+        exists = path.is_file()
+        if self.resume and not exists:
+            raise ValueError(f"--resume: there is no run to continue in {path.parent} (no "
+                             f"{path.name}); check the folder, or leave out --resume to start "
+                             "a new run")
+        if exists and not self.resume and not self.overwrite:
+            raise ValueError(f"{path.parent} already holds a run ({path.name}): pass --resume "
+                             "to continue it, --overwrite to replace it, or another --out")
 
     def resolved(self) -> TrainConfig:
         """The options actually used: ``warmup`` filled in, paper-exact switches applied."""

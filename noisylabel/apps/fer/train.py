@@ -482,16 +482,7 @@ def _find_checkpoint(cfg: TrainConfig, path: Path, rt: Runtime) -> dict[str, Any
         checkpoint in ``out`` without ``resume`` or ``overwrite`` (a run is never replaced
         unasked), both flags, or options that differ from the checkpoint's.
     """
-    if cfg.resume and cfg.overwrite:
-        raise ValueError("--resume continues the run in --out and --overwrite replaces it: "
-                         "give one of them")
-    exists = path.is_file()
-    if cfg.resume and not exists:
-        raise ValueError(f"--resume: there is no run to continue in {path.parent} (no "
-                         f"{path.name}); check --out, or leave out --resume to start a new run")
-    if exists and not cfg.resume and not cfg.overwrite:
-        raise ValueError(f"{path.parent} already holds a run ({path.name}): pass --resume to "
-                         "continue it, --overwrite to replace it, or another --out")
+    cfg.check_run_folder()
     ckpt = load_checkpoint(path) if cfg.resume else None
     found = distributed.all_reduce_sum(torch.tensor([float(ckpt is not None)], device=rt.device))
     if 0 < found.item() < rt.world:
@@ -626,10 +617,11 @@ def _check_resumable(ckpt: dict[str, Any], cfg: TrainConfig, path: Path) -> None
     """
     saved, now = ckpt["config"], cfg.to_dict()
     diff = sorted(k for k in now if k not in _NOT_COMPARED | RESUME_MAY_CHANGE
-                  and not _same_option(k, saved.get(k), now[k]))
+                  and not same_option(k, saved.get(k), now[k]))
     if diff:
         changes = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in diff)
-        raise ValueError(f"cannot resume from {path}: options changed ({changes})")
+        raise ValueError(f"cannot resume from {path}: options changed ({changes}); only "
+                         f"{', '.join(sorted(RESUME_MAY_CHANGE))} may")
     done = int(ckpt["epoch"])
     if cfg.epochs < done:
         raise ValueError(f"cannot resume from {path} with epochs={cfg.epochs}: the run has "
@@ -637,8 +629,9 @@ def _check_resumable(ckpt: dict[str, Any], cfg: TrainConfig, path: Path) -> None
                          "continue it)")
 
 
-def _same_option(name: str, saved: Any, now: Any) -> bool:
-    """Equal values; path options equal as resolved paths."""
+def same_option(name: str, saved: Any, now: Any) -> bool:
+    """Whether option ``name`` has the same value in a checkpoint (``saved``) and now: equal
+    values, or for a path option (``data``, ``noise_file``, ...) the same resolved path."""
     if name in _PATH_OPTIONS and saved and now:
         return Path(saved).expanduser().resolve() == Path(now).expanduser().resolve()
     return saved == now
