@@ -25,6 +25,7 @@ import dataclasses
 import math
 import numbers
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,6 +259,9 @@ class TrainConfig:
         _check_float(self, "weight_decay", low=0.0)
         _check_float(self, "t", low=0.0, high=1.0)
         _check_float(self, "beta", low=0.0, low_open=True)
+        if self.lr > 1.0:
+            warnings.warn(f"lr={self.lr:g} is far above Adam's usual range (1e-5 to 1e-2); "
+                          "training will likely diverge", UserWarning, stacklevel=3)
         if self.vote_rule == "soft" and (self.variant == "full" or self.noise > 0
                                          or self.noise_file or self.train_labels):
             raise ValueError("vote_rule='soft' trains baseline or aea on the vote distribution "
