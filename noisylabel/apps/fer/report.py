@@ -23,6 +23,7 @@ __all__ = [
     "atomic_torch_save",
     "atomic_write_text",
     "remove_stale_temp_files",
+    "current_umask",
     "write_error",
     "write_json",
     "write_metrics_csv",
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 
-def _umask() -> int:
+def current_umask() -> int:
     """The process's umask (read from /proc where it can be, which changes nothing)."""
     try:
         with open("/proc/self/status", encoding="ascii") as fh:
@@ -57,7 +58,7 @@ def _temp_file(path: Path) -> tuple[int, str]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, 0o666 & ~current_umask())
     except OSError as exc:
         raise write_error(path, exc) from exc
     return fd, tmp
