@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import errno
 import sys
 import typing
 from collections.abc import Sequence
@@ -74,7 +75,8 @@ def _note_given(namespace: argparse.Namespace, dest: str) -> None:
 
 class _Given(argparse.Action):
     """Store an option's value and note in ``namespace._given`` that it was given, so that a
-    preset fills in only the options left out."""
+    preset fills in only the options left out (with ``nargs="?"`` and ``const``, as
+    ``--resume [RUN_DIR]``: ``const`` when given without a value)."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: Any, option_string: str | None = None) -> None:
@@ -137,6 +139,10 @@ def _add_config_arguments(parser: argparse.ArgumentParser, config_cls: type,
         names = [flag, f.metadata["short"]] if f.metadata["short"] else [flag]
         help_text = (f.metadata["help"] + _default_text(f, presets)).replace("%", "%%")
         kind = typing.get_args(hints[f.name]) or (hints[f.name],)
+        if bool in kind and f.metadata["metavar"]:  # a flag that may take a value
+            group.add_argument(*names, dest=f.name, action=_Given, nargs="?", const=True,
+                               default=f.default, metavar=f.metadata["metavar"], help=help_text)
+            continue
         if bool in kind:
             group.add_argument(*names, dest=f.name, action=_GivenBool, default=f.default,
                                help=help_text)
@@ -228,7 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "the checkpoint)")
     p_exp.add_argument("--batch-size", type=int, default=4,
                        help="images in the batch the file is checked on (default 4)")
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
+    for subparser in sub.choices.values():  # --debug after the command works too
+        subparser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                               help=_DEBUG_HELP)
     return parser
+
+
+_DEBUG_HELP = "on an error, show the full traceback instead of the one-line message"
 
 
 # ----------------------------------------------------------------------------- commands
@@ -243,15 +256,28 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 
     Options left out take the preset's values: ``--preset``, else ``synthetic-cpu`` without
     ``--data`` and ``rafdb-paper`` with it. Without ``--data`` the built-in data set is
-    generated here, and (unless ``--pretrained`` is given) its backbone pretrained once.
+    generated here, and (unless ``--pretrained`` is given) its backbone pretrained once. The
+    options and paths are checked before that work starts. ``--resume`` takes the run's own
+    configuration from its checkpoint
+    ([`resume_config_from_args`][noisylabel.apps.fer.cli.resume_config_from_args]).
     """
     given = {name: getattr(args, name) for name in args._given}
+    if given.get("resume"):
+        return resume_config_from_args(args)
     synthetic = not given.get("data")
     preset = args.preset or ("synthetic-cpu" if synthetic else "rafdb-paper")
     options = {**TRAIN_PRESETS[preset], **given}
-    if synthetic:
+    if options.get("noise_file"):
+        options["noise"] = 0.0
+    if "out" not in given:
+        options["out"] = _default_out(options, synthetic)
+    pretrained = options.get("pretrained")
+    no_backbone = pretrained is None or str(pretrained).lower() == "none"
+    probe = _config(options, pretrained=None if no_backbone else pretrained)  # the values
+    if synthetic:  # and the paths, before the data set and the backbone are made
+        probe.check_paths()  # (train() checks them too: with --data, nothing comes before it)
         options["data"] = str(synthetic_root())
-        if options.get("pretrained") is None:  # the paper's regime: a face-pretrained trunk
+        if pretrained is None:  # the paper's regime: a face-pretrained trunk
             from noisylabel.apps.fer.pretrain import synthetic_backbone
 
             options["pretrained"] = str(synthetic_backbone(
@@ -259,20 +285,83 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
                 task=fer_config.SYNTHETIC_BACKBONE["task"],
                 epochs=fer_config.SYNTHETIC_BACKBONE["epochs"],
                 progress=options.get("progress", True), quiet=options.get("quiet", False)))
-    if not synthetic and options.get("pretrained") is None:
+    if not synthetic and pretrained is None:
         print("note: no --pretrained backbone: training from random initialisation. The paper "
               "starts from resnet18_msceleb.pth; pass --pretrained FILE (or 'none' to silence)",
               file=sys.stderr)
     if str(options.get("pretrained", "none")).lower() == "none":
         options["pretrained"] = None
-    if options.get("noise_file"):
-        options["noise"] = 0.0
-    config = TrainConfig(**options)
-    if "out" not in given:
-        tag = "synthetic" if synthetic else Path(config.data).resolve().name
-        noise = "file" if config.noise_file else _fmt_rate(config.noise)
-        config.out = str(Path(config.out) / f"{tag}-{config.variant}-noise{noise}-seed{config.seed}")
-    return config
+    return _config(options)
+
+
+def _config(options: dict[str, Any], **changes: Any) -> TrainConfig:
+    return TrainConfig(**{**options, **changes})
+
+
+def _as_option(message: str) -> str:
+    """``lr_gamma=-1: ...`` -> ``--lr-gamma -1: ...``: a message about a configuration field
+    names the command-line option."""
+    name, sep, rest = message.partition("=")
+    fields = {f.name for cls in (TrainConfig, PretrainConfig) for f in dataclasses.fields(cls)}
+    if sep and name in fields:
+        return f"--{name.replace('_', '-')} {rest}"
+    if sep and name.startswith("-") and " " not in name:  # already an option: --output=x
+        return f"{name} {rest}"
+    return message
+
+
+def _default_out(options: dict[str, Any], synthetic: bool) -> str:
+    """The run folder when ``--out`` is left out: ``<out>/<data>-<variant>-noise<rate>-seed<seed>``."""
+    opt = {f.name: options.get(f.name, f.default) for f in dataclasses.fields(TrainConfig)}
+    tag = "synthetic" if synthetic else Path(opt["data"]).resolve().name
+    noise = "file" if opt["noise_file"] else _fmt_rate(opt["noise"])
+    return str(Path(opt["out"]) / f"{tag}-{opt['variant']}-noise{noise}-seed{opt['seed']}")
+
+
+def resume_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The configuration of ``train --resume [RUN_DIR]``: the checkpoint's own.
+
+    The run folder is RUN_DIR, else ``--out``, else the folder the given options name by
+    default. Options given as well must agree with the checkpoint's (paths as resolved paths)
+    or be among those that may change
+    ([`RESUME_MAY_CHANGE`][noisylabel.apps.fer.config.RESUME_MAY_CHANGE]), which then apply.
+
+    Raises
+    ------
+    ValueError
+        No checkpoint in the run folder, RUN_DIR and ``--out`` naming different folders, or
+        given options that differ from the run's (each named, with both values).
+    """
+    from noisylabel.apps.fer.engine import load_checkpoint
+    from noisylabel.apps.fer.train import same_option
+
+    given = {name: getattr(args, name) for name in args._given}
+    run_dir = given["resume"] if isinstance(given["resume"], str) else None
+    if run_dir and given.get("out") and Path(run_dir).resolve() != Path(given["out"]).resolve():
+        raise ValueError(f"--resume {run_dir} and --out {given['out']} name different folders; "
+                         "give one of them")
+    if run_dir is None:
+        synthetic = not given.get("data")
+        preset = args.preset or ("synthetic-cpu" if synthetic else "rafdb-paper")
+        run_dir = given.get("out") or _default_out({**TRAIN_PRESETS[preset], **given}, synthetic)
+    probe = TrainConfig(data="", out=run_dir, resume=True)
+    probe.check_run_folder()
+    saved = load_checkpoint(Path(run_dir) / "checkpoint.pt", mmap=True)["config"]
+    changes, conflicts = {}, []
+    for name, value in given.items():
+        if name in ("resume", "out"):
+            continue
+        if name == "pretrained" and str(value).lower() == "none":
+            value = None
+        if name in fer_config.RESUME_MAY_CHANGE:
+            changes[name] = value
+        elif not same_option(name, saved.get(name), value):
+            conflicts.append(f"--{name.replace('_', '-')} {value} (the run's: {saved.get(name)})")
+    if conflicts:
+        may = ", ".join(f"--{n.replace('_', '-')}" for n in sorted(fer_config.RESUME_MAY_CHANGE))
+        raise ValueError(f"cannot resume {run_dir}: {'; '.join(conflicts)}. A resumed run keeps "
+                         f"its options; only {may} may change")
+    return _config({**saved, **changes, "out": str(run_dir), "resume": True, "overwrite": False})
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -285,6 +374,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         with distributed.main_process_first():  # one rank generates the built-in data set
             config = train_config_from_args(args)
+        args._run_dir = config.out  # for the message on Ctrl-C
         result = train(config)
     finally:
         distributed.teardown()
@@ -359,7 +449,7 @@ def _read_images(files: Sequence[Path], size: int) -> Any:
     for path in files:
         try:
             arrays.append(decode_image(path, size))
-        except (UnidentifiedImageError, OSError) as exc:
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise ValueError(f"cannot read image {path}: {exc}") from None
     return stack_images(arrays)
 
@@ -368,6 +458,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from noisylabel.apps.fer.engine import predict_probs
     from noisylabel.apps.fer.layouts import CLASS_NAMES
 
+    if args.out:  # before any work
+        fer_config.check_output_path("--out", args.out, folder=False)
     model, cfg, ckpt, dev = _load_for_inference(args.checkpoint, args.device)
     files = _collect_images(args.inputs)
     images = _read_images(files, cfg.image_size)
@@ -401,9 +493,13 @@ def _cmd_prepare_ferplus(args: argparse.Namespace) -> int:
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     """``noisylabel-fer pretrain``: write the checkpoint and print its sha256."""
+    from noisylabel.apps.fer.engine import resolve_device
     from noisylabel.apps.fer.pretrain import pretrain
 
     options = {f.name: getattr(args, f.name) for f in dataclasses.fields(PretrainConfig)}
+    PretrainConfig(**options)  # the options, output path and device checked before any work
+    fer_config.check_output_path("out", options["out"], folder=False)
+    resolve_device(options["device"])
     if not options["data"]:  # faces whose identities are disjoint from the built-in set's
         from noisylabel.apps.fer.synthetic import (
             SyntheticFaceConfig,
@@ -432,7 +528,13 @@ _COMMANDS = {"train": _cmd_train, "pretrain": _cmd_pretrain, "evaluate": _cmd_ev
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``noisylabel-fer``; returns the exit status."""
+    """Entry point of ``noisylabel-fer``; returns the exit status.
+
+    The one error boundary: an expected failure (bad option value, path, device, image or data
+    file; a full disk or a missing permission; a diverged run) ends in one line
+    ``noisylabel-fer: error: ...`` and exit status 2; Ctrl-C in one line saying how to resume,
+    and status 130. ``--debug`` shows the traceback instead.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -441,9 +543,55 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = _COMMANDS[args.command]
     try:
         return int(run(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"noisylabel-fer {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"\nnoisylabel-fer: {_interrupted(args)}", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError) as exc:
+        if args.debug or (isinstance(exc, RuntimeError) and not _is_out_of_memory(exc)):
+            raise  # an unexpected RuntimeError is a bug: its traceback is the report
+        print(f"noisylabel-fer: error: {describe_error(exc)}", file=sys.stderr)
         return 2
+
+
+_ERRNO_HINTS = {
+    errno.ENOSPC: "the disk is full: free space or write elsewhere",
+    errno.EDQUOT: "the disk quota is used up: free space or write elsewhere",
+    errno.EACCES: "permission denied: choose a path you may write to",
+    errno.EPERM: "permission denied: choose a path you may write to",
+    errno.EROFS: "a read-only file system: write elsewhere",
+}
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for an expected failure: the message, and for an OSError the file and the
+    cause (with what to do for a full disk or a missing permission)."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        text = f"{exc.filename}: {exc.strerror or exc}"
+        if exc.errno in _ERRNO_HINTS:
+            text += f" ({_ERRNO_HINTS[exc.errno]})"
+    elif _is_out_of_memory(exc):
+        text = (f"out of device memory ({str(exc).splitlines()[0]}); lower --batch-size or "
+                "--eval-batch-size, or use --device cpu")
+    else:
+        text = _as_option(str(exc)) or type(exc).__name__
+    return " ".join(text.split())
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError"
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """What Ctrl-C left: for ``train``, how to continue the run from its last checkpoint."""
+    run_dir = getattr(args, "_run_dir", None)
+    if args.command != "train" or run_dir is None:
+        return "interrupted"
+    if (Path(run_dir) / "checkpoint.pt").is_file():
+        return (f"interrupted; continue from the last checkpoint with: noisylabel-fer train "
+                f"--resume {run_dir}")
+    return f"interrupted before the first checkpoint was written in {run_dir}: nothing to resume"
 
 
 if __name__ == "__main__":

@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TrainConfig", "PretrainConfig", "TRAIN_PRESETS", "PRETRAIN_PRESETS", "train_preset",
+__all__ = ["TrainConfig", "PretrainConfig", "RESUME_MAY_CHANGE", "check_output_path",
+           "TRAIN_PRESETS", "PRETRAIN_PRESETS", "train_preset",
            "pretrain_preset", "cache_home", "SYNTHETIC_DEFAULTS", "SYNTHETIC_BACKBONE"]
 
 
@@ -55,6 +58,10 @@ def _opt(default: Any, help: str, metavar: str | None = None,  # noqa: A002 (arg
 
 
 _VARIANTS = ("baseline", "aea", "full")
+RESUME_MAY_CHANGE = frozenset({"epochs", "progress", "quiet", "device", "tensorboard", "plots",
+                               "num_threads"})
+"""Options a resumed run may set differently from its checkpoint (``epochs`` may only grow);
+the others must agree, and ``out``, ``resume`` and ``overwrite`` are not compared."""
 _AUGMENTS = ("randaugment", "flip", "none")
 
 
@@ -103,7 +110,8 @@ class TrainConfig:
         Under torchrun: AEA's training anchor is the mean over the global batch of all ranks
         (``AverageAnchor(sync=True)``) instead of each rank's own batch.
     epochs, batch_size, lr, lr_gamma, weight_decay : training schedule
-        Adam with learning rate ``lr``, ExponentialLR(``lr_gamma``) stepped once per epoch.
+        Adam with learning rate ``lr`` (finite, > 0) and ``weight_decay`` (>= 0),
+        ExponentialLR(``lr_gamma``, in (0, 1]) stepped once per epoch.
         ``batch_size`` is the global batch of one optimiser step: under torchrun each of the
         R ranks takes ``batch_size / R`` samples (R must divide it).
     augment : {"randaugment", "flip", "none"}
@@ -157,7 +165,13 @@ class TrainConfig:
     eval_batch_size : int
         Batch size of the evaluation and statistics passes.
     resume : bool
-        Continue from ``out/checkpoint.pt`` when it exists (same final result as uninterrupted).
+        Continue from ``out/checkpoint.pt`` (same final result as uninterrupted); an error when
+        there is none. Options that differ from the checkpoint's must be among those that may
+        change ([`RESUME_MAY_CHANGE`][noisylabel.apps.fer.config.RESUME_MAY_CHANGE]; ``epochs``
+        may only grow).
+    overwrite : bool
+        Replace a run already in ``out``. Without it (and without ``resume``) a folder holding a
+        ``checkpoint.pt`` is refused, so a finished run is never overwritten by mistake.
     tensorboard : bool
         TensorBoard event files, when ``tensorboard`` is installed; when it is not, the run says
         so once and its ``config.json`` records ``"tensorboard": false``.
@@ -248,8 +262,13 @@ class TrainConfig:
     amp: bool = _opt(True, "mixed precision on CUDA")
     channels_last: bool = _opt(True, "channels_last memory format on CUDA")
     eval_batch_size: int = _opt(256, "batch size of the evaluation and statistics passes")
-    resume: bool = _opt(False, "continue from DIR/checkpoint.pt (same final result as "
-                        "uninterrupted)")
+    resume: bool = _opt(False, "continue the run in RUN_DIR (or --out) from its checkpoint.pt "
+                        "and with its own options (same final result as uninterrupted); options "
+                        "given as well must agree, except " + ", ".join(
+                            f"--{name.replace('_', '-')}" for name in sorted(RESUME_MAY_CHANGE)),
+                        "RUN_DIR")
+    overwrite: bool = _opt(False, "replace a run already in --out (its checkpoint, metrics, "
+                           "model files and plots); without it such a folder is refused")
     tensorboard: bool = _opt(True, "TensorBoard event files (needs: pip install tensorboard; "
                              "without it the run says so and config.json records false)")
     plots: bool = _opt(True, "PNG plots at the end")
@@ -263,15 +282,66 @@ class TrainConfig:
         if not 0.0 <= self.noise < 1.0:
             raise ValueError(f"noise={self.noise}: the noise rate must be in [0, 1)")
         for name in ("epochs", "batch_size", "image_size", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
-        if self.lr <= 0:
-            raise ValueError(f"lr={self.lr} must be > 0")
+            _check_int(self, name, low=1)
+        _check_int(self, "num_threads", low=1, optional=True)
+        _check_int(self, "warmup", low=0, optional=True)
+        _check_int(self, "num_classes", low=2)
+        _check_schedule(self)
+        _check_float(self, "weight_decay", low=0.0)
+        _check_float(self, "t", low=0.0, high=1.0)
+        _check_float(self, "beta", low=0.0, low_open=True)
+        if self.lr > 1.0:
+            warnings.warn(f"lr={self.lr:g} is far above Adam's usual range (1e-5 to 1e-2); "
+                          "training will likely diverge", UserWarning, stacklevel=3)
         if self.vote_rule == "soft" and (self.variant == "full" or self.noise > 0
                                          or self.noise_file or self.train_labels):
             raise ValueError("vote_rule='soft' trains baseline or aea on the vote distribution "
                              "itself: it takes no noise, noise file, train labels or noise "
                              "model (variant 'full')")
+
+    def check_paths(self) -> None:
+        """The run's files are where they must be, before any work starts: ``data`` a folder,
+        ``noise_file``, ``train_labels`` and ``pretrained`` files, ``out`` a folder or not yet
+        there (nothing is created).
+
+        Raises
+        ------
+        FileNotFoundError
+            A file or folder to read is missing.
+        ValueError
+            A folder where a file is expected, or the reverse (the message names the option).
+        """
+        if self.data:
+            _check_path("data", self.data, folder=True)
+        for name in ("noise_file", "train_labels", "pretrained"):
+            if getattr(self, name):
+                _check_path(name, getattr(self, name), folder=False)
+        check_output_path("out", self.out, folder=True)
+        self.check_run_folder()
+
+    def check_run_folder(self) -> None:
+        """``out`` holds a run exactly when ``resume`` asks to continue one: a run is never
+        replaced unasked (``overwrite`` replaces it), and a mistyped ``out`` with ``resume``
+        never starts afresh.
+
+        Raises
+        ------
+        ValueError
+            Both ``resume`` and ``overwrite``; ``resume`` without ``out/checkpoint.pt``; or
+            that file without ``resume`` or ``overwrite``.
+        """
+        path = Path(self.out).expanduser() / "checkpoint.pt"
+        if self.resume and self.overwrite:
+            raise ValueError("--resume continues the run in --out and --overwrite replaces it: "
+                             "give one of them")
+        exists = path.is_file()
+        if self.resume and not exists:
+            raise ValueError(f"--resume: there is no run to continue in {path.parent} (no "
+                             f"{path.name}); check the folder, or leave out --resume to start "
+                             "a new run")
+        if exists and not self.resume and not self.overwrite:
+            raise ValueError(f"{path.parent} already holds a run ({path.name}): pass --resume "
+                             "to continue it, --overwrite to replace it, or another --out")
 
     def resolved(self) -> TrainConfig:
         """The options actually used: ``warmup`` filled in, paper-exact switches applied."""
@@ -317,7 +387,8 @@ class PretrainConfig:
     out : str
         Checkpoint file to write (plus ``.sha256`` and ``.json`` beside it).
     image_size, epochs, batch_size, lr, lr_gamma : training settings
-        Adam(lr), ExponentialLR(lr_gamma) per epoch, cross-entropy.
+        Adam(lr) with lr finite and > 0, ExponentialLR(lr_gamma) per epoch with lr_gamma in
+        (0, 1], cross-entropy.
     augment : {"randaugment", "flip", "none"}
         As [`TrainConfig.augment`][noisylabel.apps.fer.config.TrainConfig].
     seed : int
@@ -358,8 +429,80 @@ class PretrainConfig:
         if self.task not in ("identity", "expression"):
             raise ValueError(f"task={self.task!r}; choose 'identity' or 'expression'")
         for name in ("epochs", "batch_size", "image_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+            _check_int(self, name, low=1)
+        _check_schedule(self)
+
+
+def _check_path(name: str, path: str, folder: bool) -> None:
+    """``path`` (option ``name``) exists and is a folder (``folder``) or a file."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(f"{name}={path}: no such {'folder' if folder else 'file'}")
+    if folder and not p.is_dir():
+        raise ValueError(f"{name}={path}: a file, not a folder")
+    if not folder and p.is_dir():
+        raise ValueError(f"{name}={path}: a folder, not a file")
+
+
+def check_output_path(name: str, path: str | Path, folder: bool) -> None:
+    """Output ``path`` (option ``name``) can be written: an existing folder (``folder``) or
+    file of the right kind, or a new one whose nearest existing parent is a writable folder.
+    Nothing is created.
+
+    Raises
+    ------
+    ValueError
+        The path is of the wrong kind, or its folder is not writable (the message names the
+        option, the path and the reason).
+    """
+    p = Path(path).expanduser()
+    if p.exists():
+        if folder and not p.is_dir():
+            raise ValueError(f"{name}={path}: a file, not a folder; give a folder for the "
+                             "run's outputs")
+        if not folder and p.is_dir():
+            raise ValueError(f"{name}={path}: a folder; give a file name (e.g. "
+                             f"{p / 'FILE'})")
+        target = p if p.is_dir() else p.parent
+    else:
+        target = p.parent
+        while not target.exists() and target != target.parent:
+            target = target.parent
+        if not target.is_dir():
+            raise ValueError(f"{name}={path}: {target} is a file, not a folder")
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise ValueError(f"{name}={path}: cannot write in {target} (permission denied)")
+
+
+def _check_int(config: Any, name: str, low: int, optional: bool = False) -> None:
+    """``config.<name>`` is an integer >= ``low`` (or None when ``optional``)."""
+    value = getattr(config, name)
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name}={value!r}: must be an integer >= {low}")
+    if value < low:
+        raise ValueError(f"{name}={value}: must be >= {low}")
+
+
+def _check_float(config: Any, name: str, low: float, high: float = math.inf,
+                 low_open: bool = False) -> None:
+    """``config.<name>`` is a finite number in [low, high] ((low, high] when ``low_open``)."""
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name}={value!r}: must be a number")
+    if not math.isfinite(value):
+        raise ValueError(f"{name}={value}: must be a finite number")
+    if value < low or (low_open and value == low) or value > high:
+        lower = f"> {low:g}" if low_open else f">= {low:g}"
+        upper = f" and <= {high:g}" if high != math.inf else ""
+        raise ValueError(f"{name}={value:g}: must be {lower}{upper}")
+
+
+def _check_schedule(config: Any) -> None:
+    """Adam's learning rate is finite and > 0; ExponentialLR's factor is in (0, 1]."""
+    _check_float(config, "lr", low=0.0, low_open=True)
+    _check_float(config, "lr_gamma", low=0.0, high=1.0, low_open=True)
 
 
 def _check_choices(config: Any) -> None:

@@ -30,16 +30,46 @@ from noisylabel.apps.fer.report import atomic_torch_save
 
 __all__ = ["Runtime", "resolve_device", "epoch_permutation", "batch_slices", "train_one_epoch",
            "predict_probs", "evaluate", "seed_everything", "make_generators", "rng_state",
-           "set_rng_state", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
+           "set_rng_state", "save_checkpoint", "load_checkpoint", "check_finite", "NonFiniteError",
+           "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "noisylabel-fer-checkpoint/1"
 
 
+class NonFiniteError(ValueError):
+    """Training produced a non-finite loss, weight or metric; the run stops before it writes a
+    checkpoint, so the last good one stays."""
+
+
 def resolve_device(device: str | None) -> torch.device:
-    """``device`` as given, else CUDA when available, else CPU."""
+    """``device`` as given, else CUDA when available, else CPU.
+
+    Raises
+    ------
+    ValueError
+        ``device`` is not a device name (``cpu``, ``cuda``, ``cuda:1``, ``mps``, ...), or names
+        CUDA (MPS) where torch has none, or a CUDA index this machine lacks.
+    """
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {device!r} is not a device; use cpu, cuda, cuda:N or mps"
+                         ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            built = "built without CUDA" if torch.version.cuda is None else \
+                f"built with CUDA {torch.version.cuda}, but no GPU or driver is visible"
+            raise ValueError(f"--device {device}: CUDA is not available (torch {torch.__version__}"
+                             f" {built}); use --device cpu")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"--device {device}: this machine has {count} CUDA device(s), "
+                             f"numbered 0 to {count - 1}")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {device}: MPS (Apple GPU) is not available; use --device cpu")
+    return dev
 
 
 @dataclass
@@ -136,8 +166,14 @@ def train_one_epoch(model: nn.Module, step: StepFn, batches: Sequence[torch.Tens
     and passed through ``model`` under the run's autocast; ``step(outputs, idx)`` returns the
     loss and a vector of per-batch sums (its first entry the loss times the batch size), which
     this rank adds up and returns (the caller all-reduces).
+
+    The loss is watched: the first batch whose loss is not finite is noted on the device (no
+    extra synchronisation) and read every 10 batches and at the end, where a
+    [`NonFiniteError`][noisylabel.apps.fer.engine.NonFiniteError] naming ``desc`` and the batch
+    stops the run before the caller writes a checkpoint.
     """
     sums: torch.Tensor | None = None
+    bad = torch.full((), -1, dtype=torch.int64, device=rt.device)  # first non-finite batch
     bar = tqdm(total=len(batches), desc=desc, leave=False, disable=not progress,
                dynamic_ncols=True)
     t0, seen = time.perf_counter(), 0
@@ -156,7 +192,14 @@ def train_one_epoch(model: nn.Module, step: StepFn, batches: Sequence[torch.Tens
         sums = batch_sums if sums is None else sums + batch_sums
         seen += len(idx)
         bar.update(1)
+        bad = torch.where((bad < 0) & ~torch.isfinite(loss.detach()), b, bad)
         if b % 10 == 9 or b == len(batches) - 1:
+            if bad.item() >= 0:
+                bar.close()
+                raise NonFiniteError(
+                    f"{desc}, batch {bad.item() + 1}/{len(batches)}: the loss is not finite "
+                    f"(nan or inf); no checkpoint was written for this epoch. Try a lower "
+                    f"--lr, and check that the --pretrained weights hold no nan or inf")
             bar.set_postfix(loss=f"{sums[0].item() / seen:.3f}",
                             img_s=f"{rt.world * seen / (time.perf_counter() - t0):.0f}")
     bar.close()
@@ -274,14 +317,39 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     atomic_torch_save({"format": CHECKPOINT_FORMAT, **state}, Path(path))
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+def check_finite(model: nn.Module, where: str,
+                 hint: str = "no checkpoint was written for this epoch; try a lower --lr"
+                 ) -> None:
+    """Every parameter and floating-point buffer of ``model`` is finite (one synchronisation).
+
+    Raises
+    ------
+    NonFiniteError
+        Naming ``where``, the first tensor holding nan or inf, and ``hint``.
+    """
+    tensors = [(name, t) for name, t in [*model.named_parameters(), *model.named_buffers()]
+               if t.is_floating_point()]
+    if not tensors:
+        return
+    finite = torch.stack([torch.isfinite(t.detach()).all() for _, t in tensors])
+    if bool(finite.all()):
+        return
+    first = tensors[int((~finite).nonzero()[0])][0]
+    raise NonFiniteError(f"{where}: the model's weights are not finite (nan or inf in {first}); "
+                         f"{hint}")
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    mmap: bool = False) -> dict:
     """Read a training checkpoint written by
-    [`save_checkpoint`][noisylabel.apps.fer.engine.save_checkpoint] (``weights_only=True``)."""
+    [`save_checkpoint`][noisylabel.apps.fer.engine.save_checkpoint] (``weights_only=True``;
+    with ``mmap`` the tensors are mapped, not read, which is quick when only the configuration
+    is wanted)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as exc:
         raise ValueError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})") \
             from exc

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from noisylabel.apps.fer.inference import FERModel, load_model
+from noisylabel.apps.fer.report import current_umask
 
 __all__ = ["export_model", "FORMATS", "run"]
 
@@ -77,6 +78,7 @@ def export_model(path: str | Path, out: str | Path, format: str = "torchscript",
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 would hide the file from others
     try:
         got = _EXPORTERS[format](model, batch, Path(tmp))
         diff = float(np.abs(got - expected).max())

@@ -12,7 +12,6 @@ not writable, in [`cache_home`][noisylabel.apps.fer.config.cache_home] (``$NOISY
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from noisylabel.apps.fer.config import cache_home
+from noisylabel.apps.fer.report import atomic_torch_save
 
 __all__ = ["IMAGE_SUFFIXES", "decode_image", "decode_images", "stack_images", "check_image_size",
            "check_same_size", "cache_key", "cache_candidates", "load_cache", "save_cache"]
@@ -39,12 +39,44 @@ def check_image_size(image_size: int | None) -> None:
 
 def decode_image(path: Path, image_size: int | None) -> np.ndarray:
     """One image file as uint8 (H, W, 3): RGB, resized (bicubic, antialiased) to
-    ``image_size x image_size`` unless None or already that size."""
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        if image_size is not None and im.size != (image_size, image_size):
-            im = im.resize((image_size, image_size), Image.Resampling.BICUBIC)
-        return np.asarray(im, dtype=np.uint8)
+    ``image_size x image_size`` unless None or already that size.
+
+    16-bit (and 32-bit integer) grayscale images are scaled to 8 bits (``value / 257``, so
+    65535 becomes 255), not clipped as Pillow's RGB conversion would.
+
+    Raises
+    ------
+    ValueError
+        The image is over Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``
+        pixels; raise it for a trusted file), or an integer image holds values outside 16 bits.
+        The message does not repeat ``path``: the callers name the file.
+    """
+    with warnings.catch_warnings():  # over the limit: Pillow only warns; refuse it here
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as im:
+                im = _to_rgb(im)
+                if image_size is not None and im.size != (image_size, image_size):
+                    im = im.resize((image_size, image_size), Image.Resampling.BICUBIC)
+                return np.asarray(im, dtype=np.uint8)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ValueError(f"refused as a possible decompression bomb ({exc}); raise "
+                             "PIL.Image.MAX_IMAGE_PIXELS if the file is trusted") from None
+
+
+_INTEGER_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """``im`` in RGB, 16-bit grayscale scaled to 8 bits (Pillow's ``convert`` clips it)."""
+    if im.mode not in _INTEGER_MODES:
+        return im.convert("RGB")
+    values = np.asarray(im).astype(np.int64)
+    if values.size and (values.min() < 0 or values.max() > 65535):
+        raise ValueError(f"{im.mode} image with values {values.min()}..{values.max()}: only "
+                         "8- and 16-bit images are read")
+    gray = ((values * 255 + 32767) // 65535).astype(np.uint8)
+    return Image.fromarray(gray).convert("RGB")
 
 
 def check_same_size(arr: np.ndarray, path: Path, first: np.ndarray, first_name: object) -> None:
@@ -104,18 +136,26 @@ def load_cache(path: Path, key: str) -> dict | None:
 
 
 def save_cache(candidates: Sequence[Path], blob: dict) -> Path | None:
+    """Write ``blob`` to the first candidate that takes it; the cache is optional, so a failed
+    write (full disk, no permission, torch's RuntimeError) only warns, and leaves no temp file.
+
+    Returns
+    -------
+    Path or None
+        The file written, or None when none could be.
+    """
+    failures = []
     for path in candidates:
         if not _writable_dir(path.parent):
+            failures.append(f"{path.parent}: not writable")
             continue
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
         try:
-            torch.save(blob, tmp)
-            os.replace(tmp, path)
+            atomic_torch_save(blob, path)
             return path
-        except OSError:
-            tmp.unlink(missing_ok=True)
-    warnings.warn(f"could not write an image cache in any of {[str(c) for c in candidates]}",
-                  stacklevel=3)
+        except (OSError, RuntimeError) as exc:  # atomic_torch_save removed its temp file
+            failures.append(f"{path}: {getattr(exc, 'strerror', None) or exc}")
+    warnings.warn(f"could not write the image cache ({'; '.join(failures)}); going on without "
+                  "it (the images are decoded again next time)", stacklevel=3)
     return None
 
 

@@ -168,7 +168,7 @@ def load_images(paths: Sequence[str | Path], image_size: int) -> Tensor:
     for path in paths:
         try:
             arrays.append(decode_image(Path(path), image_size))
-        except (UnidentifiedImageError, OSError) as exc:
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise ValueError(f"cannot read image {path}: {exc}") from None
     if not arrays:
         raise ValueError("no image given")

@@ -42,15 +42,22 @@ from tqdm.auto import tqdm
 
 from noisylabel.apps.fer import layouts
 from noisylabel.apps.fer.augment import make_augment
-from noisylabel.apps.fer.config import SYNTHETIC_BACKBONE, PretrainConfig
+from noisylabel.apps.fer.config import SYNTHETIC_BACKBONE, PretrainConfig, check_output_path
 from noisylabel.apps.fer.engine import (
     Runtime,
     batch_slices,
+    check_finite,
     epoch_permutation,
     predict_probs,
     train_one_epoch,
 )
-from noisylabel.apps.fer.report import atomic_torch_save, format_time_estimate, write_json
+from noisylabel.apps.fer.report import (
+    atomic_torch_save,
+    atomic_write_text,
+    format_time_estimate,
+    remove_stale_temp_files,
+    write_json,
+)
 
 __all__ = ["PretrainConfig", "pretrain", "synthetic_backbone"]
 
@@ -137,6 +144,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     ValueError
         Malformed data (the message names the file or folder).
     """
+    check_output_path("out", config.out, folder=False)  # before the work, not after it
     rt = Runtime.create(config.device, join=False)  # float32, no torchrun group
     device = rt.device
     torch.manual_seed(config.seed)
@@ -175,11 +183,13 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
                     epoch, now - epoch_start, config.epochs - epoch, now - start))
 
     out = Path(config.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_finite(model, f"pretraining, epoch {config.epochs}",
+                 hint="nothing was written; try a lower --lr")
+    remove_stale_temp_files(out.parent, [out.name, f"{out.name}.sha256", f"{out.name}.json"])
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_torch_save({"state_dict": state}, out)
     sha = hashlib.sha256(out.read_bytes()).hexdigest()
-    Path(f"{out}.sha256").write_text(f"{sha}  {out.name}\n")
+    atomic_write_text(Path(f"{out}.sha256"), f"{sha}  {out.name}\n")
     data_meta = Path(config.data) / "synthetic.json"
     info = {
         "task": config.task,

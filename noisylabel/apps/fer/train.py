@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,10 +44,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from noisylabel.apps.fer import distributed, ferplus
 from noisylabel.apps.fer.augment import BatchAugment, make_augment
-from noisylabel.apps.fer.config import TrainConfig
+from noisylabel.apps.fer.config import RESUME_MAY_CHANGE, TrainConfig
 from noisylabel.apps.fer.engine import (
+    NonFiniteError,
     Runtime,
     batch_slices,
+    check_finite,
     epoch_permutation,
     evaluate,
     load_checkpoint,
@@ -71,6 +74,7 @@ from noisylabel.apps.fer.report import (
     plot_confusion,
     plot_curves,
     plot_similarity,
+    remove_stale_temp_files,
     summarize_accuracy,
     write_json,
 )
@@ -87,9 +91,14 @@ __all__ = ["TrainConfig", "train", "run_epoch", "compute_loss", "fit_noise_model
            "epoch_permutation", "predict_probs", "load_checkpoint", "make_augment",
            "resolve_device"]
 
-# Options that may differ between an interrupted run and its resumption.
-_RESUMABLE_CHANGES = {"resume", "epochs", "progress", "quiet", "device", "tensorboard", "plots",
-                      "num_threads"}
+# Options never compared on resume: where the run folder is now, and how it was asked for.
+_NOT_COMPARED = {"out", "resume", "overwrite"}
+# Options holding a path, compared as resolved paths on resume.
+_PATH_OPTIONS = ("data", "noise_file", "train_labels", "pretrained")
+RUN_FILES = ("checkpoint.pt", "model_last.pt", "model_best.pt", "model_card.json",
+             "metrics.csv", "config.json", "summary.json", "curves.png", "confusion.png",
+             "similarity.png", "train.log")
+"""The files a run writes into its folder (``--overwrite`` removes them, and ``tensorboard/``)."""
 
 
 # ----------------------------------------------------------------------------- model
@@ -109,6 +118,9 @@ def build_model(cfg: TrainConfig, load_pretrained: bool = True) -> FERNet:
     for module in model.modules():
         if isinstance(module, AverageAnchor):
             module.sync = cfg.sync_anchor
+    if load_pretrained and cfg.pretrained is not None:
+        check_finite(model, f"pretrained backbone {cfg.pretrained}",
+                     hint="the file is damaged or was saved from a diverged run")
     return model
 
 
@@ -392,12 +404,16 @@ def train(config: TrainConfig) -> dict[str, Any]:
     """
     started = time.perf_counter()
     cfg = config.resolved()
+    cfg.check_paths()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     rt = Runtime.create(cfg.device, cfg.amp, cfg.channels_last)  # joins torchrun's group, if any
     out = Path(cfg.out)
     ckpt_path = out / "checkpoint.pt"
     ckpt = _find_checkpoint(cfg, ckpt_path, rt)
+    if rt.main:
+        _clean_run_folder(out, overwrite=cfg.overwrite and ckpt is None)
+    distributed.barrier()  # no rank reads the folder while rank 0 cleans it
 
     # --- seed, data, model, optimiser, noise model ---------------------------------------
     seed_everything(cfg.seed)
@@ -431,6 +447,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         epoch_start = time.perf_counter()
         row, fit = run_epoch(epoch, cfg, rt, model, ddp, optimizer, noise_model, data, augment,
                              generators)
+        _check_finite_epoch(row, model, epoch)  # before the checkpoint: the last good one stays
         history.append(row)
         scheduler.step()
         rng = rng_state(generators)
@@ -462,16 +479,54 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
 
 def _find_checkpoint(cfg: TrainConfig, path: Path, rt: Runtime) -> dict[str, Any] | None:
-    """The checkpoint to resume from (``cfg.resume`` and the file exists), checked against
-    ``cfg`` and present for every rank or none."""
-    ckpt = load_checkpoint(path) if cfg.resume and path.is_file() else None
+    """The checkpoint to resume from (``cfg.resume``), checked against ``cfg`` and present for
+    every rank or none.
+
+    Raises
+    ------
+    ValueError
+        ``resume`` without a checkpoint (a mistyped ``--out`` must not start afresh), a
+        checkpoint in ``out`` without ``resume`` or ``overwrite`` (a run is never replaced
+        unasked), both flags, or options that differ from the checkpoint's.
+    """
+    cfg.check_run_folder()
+    ckpt = load_checkpoint(path) if cfg.resume else None
     found = distributed.all_reduce_sum(torch.tensor([float(ckpt is not None)], device=rt.device))
     if 0 < found.item() < rt.world:
         raise ValueError(f"{path} exists for some ranks only: --out must be on a file "
                          "system that every node sees")
     if ckpt is not None:
-        _check_resumable(ckpt["config"], cfg, path)
+        _check_resumable(ckpt, cfg, path)
     return ckpt
+
+
+def _clean_run_folder(out: Path, overwrite: bool) -> None:
+    """Remove the temp files a killed write left in ``out``; with ``overwrite``, the previous
+    run's files too (so none of them is mistaken for this run's)."""
+    for tmp in remove_stale_temp_files(out):
+        print(f"removed {tmp}, left by an interrupted write")
+    if not overwrite:
+        return
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / "tensorboard", ignore_errors=True)
+    print(f"--overwrite: removed the previous run's files from {out}")
+
+
+def _check_finite_epoch(row: dict[str, Any], model: FERNet, epoch: int) -> None:
+    """The epoch's losses, accuracies and the model's weights are finite.
+
+    Raises
+    ------
+    NonFiniteError
+        Naming the epoch and the metric or weight (the caller has not yet saved a checkpoint).
+    """
+    for key in ("loss", "l1", "lkld", "ce", "train_acc", "test_acc", "val_acc", "mean_w"):
+        value = row.get(key)
+        if value is not None and not math.isfinite(value):
+            raise NonFiniteError(f"epoch {epoch}: {key} = {value} is not finite; no checkpoint "
+                                 "was written for this epoch. Try a lower --lr")
+    check_finite(model, f"epoch {epoch}")
 
 
 def _checkpoint_state(epoch: int, cfg: TrainConfig, trained: tuple, history: list[dict],
@@ -525,7 +580,8 @@ def _start_report(cfg: TrainConfig, rt: Runtime, data: TrainData, regime: str,
     batch_size = distributed.per_rank_batch_size(cfg.batch_size)
     noise_rate = int(data.true_noisy.sum()) / data.n_train
     n_test = len(data.test_labels)
-    reporter.save_config({**cfg.to_dict(), "regime": regime, "backbone_sha256": sha,
+    resumed = {"resumed_after_epoch": start_epoch} if start_epoch else {}
+    reporter.save_config({**cfg.to_dict(), **resumed, "regime": regime, "backbone_sha256": sha,
                           "device_used": str(rt.device), "world_size": rt.world,
                           "per_rank_batch_size": batch_size, "n_train": data.n_train,
                           "n_test": n_test,
@@ -555,12 +611,39 @@ def _epoch_line(row: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
-    now = cfg.to_dict()
-    diff = sorted(k for k in now if k not in _RESUMABLE_CHANGES and saved.get(k) != now[k])
+def _check_resumable(ckpt: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
+    """``cfg`` may continue the run of checkpoint ``ckpt``.
+
+    ``out``, ``resume`` and ``overwrite`` are not compared (a moved or differently spelled run
+    folder still resumes); path options are compared resolved; the options in
+    [`RESUME_MAY_CHANGE`][noisylabel.apps.fer.config.RESUME_MAY_CHANGE] may differ, but
+    ``epochs`` may not end before the checkpoint's epoch.
+
+    Raises
+    ------
+    ValueError
+        Naming each option that changed, or the epochs already done.
+    """
+    saved, now = ckpt["config"], cfg.to_dict()
+    diff = sorted(k for k in now if k not in _NOT_COMPARED | RESUME_MAY_CHANGE
+                  and not same_option(k, saved.get(k), now[k]))
     if diff:
         changes = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in diff)
-        raise ValueError(f"cannot resume from {path}: options changed ({changes})")
+        raise ValueError(f"cannot resume from {path}: options changed ({changes}); only "
+                         f"{', '.join(sorted(RESUME_MAY_CHANGE))} may")
+    done = int(ckpt["epoch"])
+    if cfg.epochs < done:
+        raise ValueError(f"cannot resume from {path} with epochs={cfg.epochs}: the run has "
+                         f"already trained {done} epochs (give epochs >= {done}; more epochs "
+                         "continue it)")
+
+
+def same_option(name: str, saved: Any, now: Any) -> bool:
+    """Whether option ``name`` has the same value in a checkpoint (``saved``) and now: equal
+    values, or for a path option (``data``, ``noise_file``, ...) the same resolved path."""
+    if name in _PATH_OPTIONS and saved and now:
+        return Path(saved).expanduser().resolve() == Path(now).expanduser().resolve()
+    return saved == now
 
 
 def _final_plots(out: Path, model: FERNet, cfg: TrainConfig, history: list[dict[str, Any]],
