@@ -94,7 +94,7 @@ TRAIN_ARGS = ["--image-size", "16", "--batch-size", "16", "--noise", "0.3", "--d
               "--num-threads", "1", "--no-tensorboard", "--no-progress", "--seed", "5",
               "--noise-warmup", "0", "--no-gate"]
 OUTPUTS = {"checkpoint.pt", "config.json", "metrics.csv", "summary.json", "curves.png",
-           "confusion.png", "similarity.png"}
+           "confusion.png", "similarity.png", "model_last.pt", "model_card.json", "train.log"}
 
 # Under torchrun, in one process group, through the Python API: an uninterrupted 2-epoch run
 # in OUT_A; a 1-epoch run in OUT_B, then its resumption to epoch 2.

@@ -587,7 +587,7 @@ def test_soft_rule_refuses_train_labels(layout: Path, tmp_path: Path, capsys) ->
                        "--vote-rule", "soft", "--variant", "baseline", "--epochs", "1",
                        "--out", str(tmp_path / "run"), "--no-progress", "--device", "cpu"])
     assert status == 2
-    assert "vote_rule='soft'" in capsys.readouterr().err
+    assert "--vote-rule 'soft'" in capsys.readouterr().err
 
 
 def test_prepare_duplicate_image_name(tmp_path: Path) -> None:

@@ -349,8 +349,9 @@ def test_detect_layout(dataset, tmp_path):
     assert detect_layout(dataset) == "raf-db"
     (tmp_path / "folders" / "train").mkdir(parents=True)
     assert detect_layout(tmp_path / "folders") == "class-folders"
-    with pytest.raises(FileNotFoundError, match=r"no face data found in .*empty: expected the "
-                       r"RAF-DB layout \(EmoLabel/list_patition_label\.txt.*or class folders"):
+    with pytest.raises(FileNotFoundError, match=r"no face data found in .*empty: expected the FER\+ "
+                       r"layout \(FER2013Train/label\.csv\), the RAF-DB layout "
+                       r"\(EmoLabel/list_patition_label\.txt.*or class folders"):
         detect_layout(tmp_path / "empty")
 
 
