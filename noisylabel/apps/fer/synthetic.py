@@ -430,18 +430,28 @@ def _darker(c: tuple[int, int, int], f: float) -> tuple[int, int, int]:
     return _colour(np.asarray(c, dtype=np.float64) * f)
 
 
+def _box(x: float, y: float, rx: float, ry: float) -> list[float]:
+    return [x - rx, y - ry, x + rx, y + ry]
+
+
 def _draw_face(draw: ImageDraw.ImageDraw, ident: FaceIdentity, cues: dict[str, float],
                size: float) -> None:
-    """Draw the face (no background) on a canvas of side ``size``; face centred at (0.5, 0.52)."""
-    S = size
-    cx, cy = 0.5 * S, 0.52 * S
+    """Draw the face (no background) on a canvas of side ``size``; face centred at (0.5, 0.52):
+    head and hair, then cheeks and eyes, brows, nose, mouth, each from its cues."""
+    cx, cy = 0.5 * size, 0.52 * size
+    _draw_head(draw, ident, size, cx, cy)
+    ey = cy + ident.eye_y * size
+    _draw_eyes(draw, ident, cues, size, cx, ey)
+    _draw_brows(draw, ident, cues, size, cx, ey)
+    _draw_nose(draw, ident, cues, size, cx, cy)
+    _draw_mouth(draw, ident, cues, size, cx, cy)
+
+
+def _draw_head(draw: ImageDraw.ImageDraw, ident: FaceIdentity, S: float, cx: float,
+               cy: float) -> None:
+    """Shoulders, neck, hair, ears, the face with its chin, and the hairline."""
     fw, fh = ident.face_w * S, ident.face_h * S
-
-    def box(x, y, rx, ry):
-        return [x - rx, y - ry, x + rx, y + ry]
-
-    # clothes / shoulders
-    draw.ellipse(box(cx, cy + fh + 0.33 * S, 0.48 * S, 0.36 * S), fill=ident.clothes)
+    draw.ellipse(_box(cx, cy + fh + 0.33 * S, 0.48 * S, 0.36 * S), fill=ident.clothes)
     draw.rectangle([cx - 0.07 * S, cy + 0.6 * fh, cx + 0.07 * S, cy + fh + 0.06 * S],
                    fill=_darker(ident.skin, 0.9))  # neck
     hv = ident.hair_volume * S
@@ -449,53 +459,58 @@ def _draw_face(draw: ImageDraw.ImageDraw, ident: FaceIdentity, cues: dict[str, f
         draw.rounded_rectangle([cx - fw - hv, cy - fh - hv, cx + fw + hv, cy + 1.05 * fh],
                                radius=fw * 0.8, fill=ident.hair)
     if ident.hair_style != 2:
-        draw.ellipse(box(cx, cy - 0.12 * fh, fw + hv, fh * 0.92 + hv), fill=ident.hair)
+        draw.ellipse(_box(cx, cy - 0.12 * fh, fw + hv, fh * 0.92 + hv), fill=ident.hair)
     # ears
     for sx in (-1, 1):
-        draw.ellipse(box(cx + sx * fw * 0.98, cy + ident.eye_y * S + 0.03 * S, 0.035 * S,
-                         0.055 * S), fill=_darker(ident.skin, 0.93))
+        draw.ellipse(_box(cx + sx * fw * 0.98, cy + ident.eye_y * S + 0.03 * S, 0.035 * S,
+                          0.055 * S), fill=_darker(ident.skin, 0.93))
     # face: upper ellipse + jaw polygon for a chin
-    draw.ellipse(box(cx, cy, fw, fh), fill=ident.skin)
+    draw.ellipse(_box(cx, cy, fw, fh), fill=ident.skin)
     jaw = _bezier((cx - fw * 0.92, cy + 0.25 * fh), (cx, cy + fh * (1.05 + 0.25 * ident.chin)),
                   (cx + fw * 0.92, cy + 0.25 * fh), 20)
     draw.polygon([(cx - fw * 0.92, cy), *jaw, (cx + fw * 0.92, cy)], fill=ident.skin)
     if ident.hair_style in (0, 1):  # hairline cap
-        draw.chord(box(cx, cy - 0.45 * fh, fw * 0.98, fh * 0.62), 180, 360, fill=ident.hair)
+        draw.chord(_box(cx, cy - 0.45 * fh, fw * 0.98, fh * 0.62), 180, 360, fill=ident.hair)
     elif ident.hair_style == 3:  # fringe
-        draw.chord(box(cx, cy - 0.35 * fh, fw * 1.0, fh * 0.68), 180, 360, fill=ident.hair)
+        draw.chord(_box(cx, cy - 0.35 * fh, fw * 1.0, fh * 0.68), 180, 360, fill=ident.hair)
 
-    skin_shadow = _darker(ident.skin, 0.78)
-    ey = cy + ident.eye_y * S
-    # cheeks (AU6): rounded, slightly flushed patches that rise with the cue
+
+def _draw_eyes(draw: ImageDraw.ImageDraw, ident: FaceIdentity, cues: dict[str, float],
+               S: float, cx: float, ey: float) -> None:
+    """Cheeks (AU6: rounded, slightly flushed patches that rise with the cue), the eyes (AU5
+    widens, AU7 narrows) and glasses."""
     cheek = max(cues["cheek"], 0.0)
     if cheek > 0.05:
         col = _colour(np.asarray(ident.skin) * (1 - 0.12 * min(cheek, 1.5))
                       + np.array([220.0, 90.0, 90.0]) * 0.12 * min(cheek, 1.5))
         for sx in (-1, 1):
-            draw.ellipse(box(cx + sx * (ident.eye_dx + 0.02) * S, ey + (0.09 - 0.02 * cheek) * S,
-                             0.045 * S, 0.03 * S), fill=col)
-
-    # eyes (AU5 widens, AU7 narrows)
+            draw.ellipse(_box(cx + sx * (ident.eye_dx + 0.02) * S,
+                              ey + (0.09 - 0.02 * cheek) * S, 0.045 * S, 0.03 * S), fill=col)
     eo = float(np.clip(1.0 + 0.7 * cues["eye_open"], 0.15, 1.9))
     ew, eh = ident.eye_w * S, ident.eye_h * S * eo
     for sx in (-1, 1):
         ex = cx + sx * ident.eye_dx * S
-        draw.ellipse(box(ex, ey, ew, eh), fill=(245, 245, 240), outline=(40, 30, 30),
+        draw.ellipse(_box(ex, ey, ew, eh), fill=(245, 245, 240), outline=(40, 30, 30),
                      width=max(1, round(0.006 * S)))
         r = ident.eye_h * S * 0.9
-        draw.ellipse(box(ex, ey, r, min(r, eh * 0.95)), fill=ident.iris)
-        draw.ellipse(box(ex, ey, r * 0.45, min(r * 0.45, eh * 0.6)), fill=(10, 10, 10))
+        draw.ellipse(_box(ex, ey, r, min(r, eh * 0.95)), fill=ident.iris)
+        draw.ellipse(_box(ex, ey, r * 0.45, min(r * 0.45, eh * 0.6)), fill=(10, 10, 10))
         # upper lid line, heavier when narrowed
         lid_w = max(1, round((0.006 + 0.006 * max(-cues["eye_open"], 0.0)) * S))
-        draw.arc(box(ex, ey, ew, eh), 190, 350, fill=(30, 20, 20), width=lid_w)
+        draw.arc(_box(ex, ey, ew, eh), 190, 350, fill=(30, 20, 20), width=lid_w)
         if ident.glasses:
-            draw.ellipse(box(ex, ey, ew * 1.6, ident.eye_h * S * 2.1), outline=(35, 35, 35),
+            draw.ellipse(_box(ex, ey, ew * 1.6, ident.eye_h * S * 2.1), outline=(35, 35, 35),
                          width=max(1, round(0.008 * S)))
     if ident.glasses:
         draw.line([(cx - ident.eye_dx * S + ew * 1.6, ey), (cx + ident.eye_dx * S - ew * 1.6, ey)],
                   fill=(35, 35, 35), width=max(1, round(0.008 * S)))
 
-    # brows: height (AU1+2 / AU4), slant (inner end up / down), pulled together (AU4)
+
+def _draw_brows(draw: ImageDraw.ImageDraw, ident: FaceIdentity, cues: dict[str, float],
+                S: float, cx: float, ey: float) -> None:
+    """Brows: height (AU1+2 / AU4), slant (inner end up / down), pulled together (AU4); frown
+    and forehead lines."""
+    skin_shadow = _darker(ident.skin, 0.78)
     raise_ = cues["brow_raise"] * 0.05 * S
     slant = cues["brow_slant"] * 0.035 * S
     pull = max(cues["brow_pull"], -0.5) * 0.022 * S
@@ -519,13 +534,17 @@ def _draw_face(draw: ImageDraw.ImageDraw, ident: FaceIdentity, cues: dict[str, f
     if cues["brow_raise"] > 0.5:  # forehead lines
         for k in range(2):
             y = ey - ident.brow_gap * S - raise_ - (0.045 + 0.025 * k) * S
-            draw.arc(box(cx, y + 0.04 * S, 0.09 * S, 0.04 * S), 230, 310, fill=skin_shadow,
+            draw.arc(_box(cx, y + 0.04 * S, 0.09 * S, 0.04 * S), 230, 310, fill=skin_shadow,
                      width=max(1, round(0.005 * S)))
 
-    # nose (AU9 wrinkles the bridge and deepens the folds)
+
+def _draw_nose(draw: ImageDraw.ImageDraw, ident: FaceIdentity, cues: dict[str, float],
+               S: float, cx: float, cy: float) -> None:
+    """The nose; AU9 wrinkles the bridge and, with the cheek cue, deepens the folds."""
+    skin_shadow = _darker(ident.skin, 0.78)
     ny, nl, nw = cy + ident.nose_y * S, ident.nose_len * S, ident.nose_w * S
     draw.line([(cx, ny - nl), (cx + nw * 0.4, ny)], fill=skin_shadow, width=max(1, round(0.006 * S)))
-    draw.arc(box(cx, ny, nw, nw * 0.5), 10, 170, fill=_darker(ident.skin, 0.6),
+    draw.arc(_box(cx, ny, nw, nw * 0.5), 10, 170, fill=_darker(ident.skin, 0.6),
              width=max(1, round(0.007 * S)))
     wr = max(cues["wrinkle"], 0.0)
     if wr > 0.15:
@@ -533,7 +552,7 @@ def _draw_face(draw: ImageDraw.ImageDraw, ident: FaceIdentity, cues: dict[str, f
         for k in range(3):
             y = ny - nl * (0.85 - 0.15 * k)
             draw.line([(cx - nw * 0.7, y), (cx + nw * 0.7, y - 0.004 * S)], fill=skin_shadow, width=w)
-    fold = max(wr, cheek * 0.8)
+    fold = max(wr, max(cues["cheek"], 0.0) * 0.8)
     if fold > 0.15:  # nasolabial folds
         my = cy + ident.mouth_y * S
         for sx in (-1, 1):
@@ -541,7 +560,10 @@ def _draw_face(draw: ImageDraw.ImageDraw, ident: FaceIdentity, cues: dict[str, f
                        (cx + sx * (ident.mouth_w * S + 0.02 * S), my - 0.01 * S)],
                       fill=skin_shadow, width=max(1, round(0.006 * S * min(fold, 1.5))))
 
-    # mouth: corners lift with "curve", opening, width, raised upper lip, pressed lips
+
+def _draw_mouth(draw: ImageDraw.ImageDraw, ident: FaceIdentity, cues: dict[str, float],
+                S: float, cx: float, cy: float) -> None:
+    """The mouth: corners lift with "curve", opening, width, raised upper lip, pressed lips."""
     mx, my = cx, cy + ident.mouth_y * S
     half_w = ident.mouth_w * S * float(np.clip(1.0 + 0.35 * cues["width"], 0.5, 1.6))
     curve = cues["curve"] * 0.06 * S  # corner height above the middle
