@@ -21,6 +21,13 @@ from noisylabel._validation import check_pred_probs
 _TINY = 1e-12
 
 
+def _checked(labels: Any, pred_probs: Any, validate: bool) -> Any:
+    """``pred_probs`` checked against ``labels`` (or only made an array when not validating)."""
+    if validate:
+        return check_pred_probs(pred_probs, labels)
+    return pred_probs if is_tensor(pred_probs) else np.asarray(pred_probs, dtype=np.float64)
+
+
 def _label_prob(labels: Any, pred_probs: Any) -> Any:
     """p_{i, y_i} for every sample."""
     if is_tensor(pred_probs):
@@ -62,10 +69,7 @@ def cosine_similarity(labels: Any, pred_probs: Any, *, validate: bool = True) ->
 
     The uniform row gives ``1 / sqrt(3) = 0.577``.
     """
-    if validate:
-        pred_probs = check_pred_probs(pred_probs, labels)
-    elif not is_tensor(pred_probs):
-        pred_probs = np.asarray(pred_probs, dtype=np.float64)
+    pred_probs = _checked(labels, pred_probs, validate)
     p_y = _label_prob(labels, pred_probs)
     if is_tensor(pred_probs):
         norm = pred_probs.norm(dim=1)
@@ -105,10 +109,7 @@ def normalized_loss(labels: Any, pred_probs: Any, *, validate: bool = True) -> A
     >>> print(normalized_loss(np.array([0, 0, 0]), pred_probs).round(3))
     [0.    0.421 1.   ]
     """
-    if validate:
-        pred_probs = check_pred_probs(pred_probs, labels)
-    elif not is_tensor(pred_probs):
-        pred_probs = np.asarray(pred_probs, dtype=np.float64)
+    pred_probs = _checked(labels, pred_probs, validate)
     p_y = _label_prob(labels, pred_probs)
     loss = -p_y.clip(min=_TINY).log() if is_tensor(p_y) else -np.log(np.maximum(p_y, _TINY))
     lo, hi = loss.min(), loss.max()
@@ -150,10 +151,7 @@ def bounded_loss(labels: Any, pred_probs: Any, *, validate: bool = True) -> Any:
     >>> print(bounded_loss(np.array([0, 0, 0]), pred_probs).round(3))
     [0.2   0.667 0.9  ]
     """
-    if validate:
-        pred_probs = check_pred_probs(pred_probs, labels)
-    elif not is_tensor(pred_probs):
-        pred_probs = np.asarray(pred_probs, dtype=np.float64)
+    pred_probs = _checked(labels, pred_probs, validate)
     return 1.0 - _label_prob(labels, pred_probs)
 
 
