@@ -17,6 +17,7 @@ writes the same format, so the two round-trip.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,25 @@ def _as_labels(labels: Any, n_classes: int | None) -> np.ndarray:
 
 
 def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    """``seed`` as a Generator; a seed must be None, a Generator or a non-negative integer."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                             or seed < 0):
+        raise ValueError(f"seed={seed!r}: must be None, a non-negative integer or a "
+                         "numpy Generator")
+    return np.random.default_rng(seed)
+
+
+def _check_rate_and_classes(rate: Any, n_classes: Any, noise: str) -> None:
+    """``rate`` a real number in [0, 1] and ``n_classes`` an integer >= 2, named when not."""
+    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) \
+            or n_classes < 2:
+        raise ValueError(f"n_classes={n_classes!r}: {noise} noise needs an integer >= 2")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)):
+        raise TypeError(f"rate={rate!r}: must be a number in [0, 1], got {type(rate).__name__}")
+    if not 0.0 <= float(rate) <= 1.0:  # False for NaN as well
+        raise ValueError(f"rate={rate}: must be in [0, 1]")
 
 
 def symmetric_noise(
@@ -98,10 +117,7 @@ def symmetric_noise(
     >>> print(y, noisy, (noisy != y).sum())
     [0 1 2 3 4 0 1 2 3 4] [0 1 2 3 4 1 2 2 3 0] 3
     """
-    if n_classes < 2:
-        raise ValueError(f"n_classes={n_classes}: symmetric noise needs at least 2 classes")
-    if not 0.0 <= float(rate) <= 1.0 or rate != rate:
-        raise ValueError(f"rate={rate}: must be in [0, 1]")
+    _check_rate_and_classes(rate, n_classes, "symmetric")
     if mode not in ("exact", "bernoulli"):
         raise ValueError(f"mode={mode!r}: must be 'exact' or 'bernoulli'")
     y = _as_labels(labels, n_classes)
@@ -126,10 +142,7 @@ def symmetric_matrix(n_classes: int, rate: float) -> np.ndarray:
     -------
     np.ndarray float64 (C, C), rows sum to 1.
     """
-    if n_classes < 2:
-        raise ValueError(f"n_classes={n_classes}: need at least 2 classes")
-    if not 0.0 <= float(rate) <= 1.0:
-        raise ValueError(f"rate={rate}: must be in [0, 1]")
+    _check_rate_and_classes(rate, n_classes, "symmetric")
     off = rate / (n_classes - 1)
     return np.full((n_classes, n_classes), off) + np.eye(n_classes) * (1.0 - rate - off)
 
@@ -243,8 +256,7 @@ def pair_noise(
     >>> print(pair_noise(y, rate=0.4, n_classes=5, seed=0))
     [0 1 3 3 0 1 1 3 3 4]
     """
-    if n_classes < 2:
-        raise ValueError(f"n_classes={n_classes}: pair noise needs at least 2 classes")
+    _check_rate_and_classes(rate, n_classes, "pair")
     y = _as_labels(labels, n_classes)
     target = _class_map(class_map, n_classes)
     k = _n_flips(rate, y.size)
@@ -380,10 +392,9 @@ def read_label_lines(path: str | os.PathLike, n_classes: int = 7, kind: str = "l
         if len(parts) != 2:
             raise ValueError(f"{path}, line {lineno}: expected '<name> <label>', got {line!r}")
         name, raw = parts
-        try:
-            label = int(raw)
-        except ValueError:
-            raise ValueError(f"{path}, line {lineno}: label {raw!r} is not an integer") from None
+        if not re.fullmatch(r"[+-]?[0-9]+", raw):  # int() would read "0_5" as 5
+            raise ValueError(f"{path}, line {lineno}: label {raw!r} is not an integer")
+        label = int(raw)
         if not 1 <= label <= n_classes:
             raise ValueError(f"{path}, line {lineno}: label {label} outside 1..{n_classes}")
         if name in first_line:

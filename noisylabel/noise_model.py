@@ -205,7 +205,8 @@ class NoiseModel:
         self.signal_: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ recording
-    def record(self, indices: torch.Tensor, pred_probs: torch.Tensor, labels: torch.Tensor) -> None:
+    def record(self, indices: torch.Tensor, pred_probs: torch.Tensor, labels: torch.Tensor,
+               validate: bool = True) -> None:
         """Store predictions by dataset index (summed; ``fit`` uses the mean per index).
 
         Parameters
@@ -216,10 +217,26 @@ class NoiseModel:
             Predicted probabilities (detached here).
         labels : torch.Tensor of int64, shape (B,)
             Given labels of the batch.
+        validate : bool
+            Check that indices lie in ``[0, num_samples)`` and labels in ``[0, num_classes)``
+            (one device-to-host sync; a training loop whose indices and labels come from its
+            own data may pass False). Float indices or labels are refused either way.
+
+        Raises
+        ------
+        ValueError
+            Wrong shapes, float indices or labels, an index or label out of range (named).
         """
+        for name, value in (("indices", indices), ("labels", labels)):
+            t = torch.as_tensor(value)
+            if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+                raise ValueError(f"record: {name} must be integers, got dtype {t.dtype}")
         idx = torch.as_tensor(indices, device=self.device).long().reshape(-1)
         p = torch.as_tensor(pred_probs).detach().to(self.device, torch.float32)
         y = torch.as_tensor(labels, device=self.device).long().reshape(-1)
+        if validate:
+            self._check_range("indices", idx, self.num_samples)
+            self._check_range("labels", y, self.num_classes)
         if p.ndim != 2 or p.shape != (idx.shape[0], self.num_classes) or y.shape != idx.shape:
             raise ValueError(
                 f"record: expected indices (B,), pred_probs (B, {self.num_classes}), labels (B,);"
@@ -228,6 +245,13 @@ class NoiseModel:
         self._probs.index_add_(0, idx, p)
         self._count.index_add_(0, idx, torch.ones_like(idx, dtype=torch.float32))
         self._labels[idx] = y
+
+    @staticmethod
+    def _check_range(name: str, values: torch.Tensor, limit: int) -> None:
+        bad = (values < 0) | (values >= limit)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            raise ValueError(f"record: {name}[{i}] = {int(values[i])} outside 0..{limit - 1}")
 
     def _all_reduce(self) -> None:
         """Sum the recorded probabilities and counts over the ranks; take the labels' maximum.

@@ -194,3 +194,24 @@ def test_import_does_not_import_torch():
     code = "import sys, noisylabel.noise; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("kwargs,error,pattern", [
+    ({"n_classes": 2.5}, ValueError, r"n_classes=2\.5: symmetric noise needs an integer >= 2"),
+    ({"n_classes": 1}, ValueError, r"n_classes=1"),
+    ({"rate": "0.3"}, TypeError, r"rate='0\.3': must be a number"),
+    ({"rate": float("nan")}, ValueError, r"rate=nan: must be in \[0, 1\]"),
+    ({"seed": -1}, ValueError, r"seed=-1: must be None, a non-negative integer"),
+    ({"seed": 1.5}, ValueError, r"seed=1\.5"),
+])
+def test_symmetric_noise_names_the_bad_argument(kwargs: dict, error: type, pattern: str) -> None:
+    args = {"rate": 0.3, "n_classes": 2, "seed": 0, **kwargs}
+    with pytest.raises(error, match=pattern):
+        symmetric_noise(np.array([0, 1, 0, 1]), **args)
+
+
+def test_a_noise_file_label_with_an_underscore_is_refused(tmp_path) -> None:
+    path = tmp_path / "noise.txt"
+    path.write_text("a.jpg 0_5\n")
+    with pytest.raises(ValueError, match=r"line 1: label '0_5' is not an integer"):
+        read_noise_file(path, ["a.jpg"])

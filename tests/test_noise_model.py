@@ -205,3 +205,16 @@ def test_fit_with_torch_distributed_single_process():
         dist.destroy_process_group()
     assert report.n_seen == N
     torch.testing.assert_close(nm.clean_probability, ref.clean_probability)
+
+
+@pytest.mark.parametrize("indices,labels,pattern", [
+    ([0, 1], [0.7, 1.0], r"labels must be integers, got dtype torch.float32"),
+    ([0.0, 1.0], [0, 1], r"indices must be integers"),
+    ([0, 1], [-1, 1], r"labels\[0\] = -1 outside 0\.\.2"),
+    ([0, 1], [0, 3], r"labels\[1\] = 3 outside 0\.\.2"),
+    ([0, 7], [0, 1], r"indices\[1\] = 7 outside 0\.\.3"),
+])
+def test_record_names_a_bad_index_or_label(indices: list, labels: list, pattern: str) -> None:
+    model = NoiseModel(4, 3)
+    with pytest.raises(ValueError, match=pattern):
+        model.record(torch.tensor(indices), torch.full((2, 3), 1 / 3), torch.tensor(labels))

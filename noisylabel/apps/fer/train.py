@@ -285,7 +285,7 @@ def _train_step(outputs: FEROutput, idx: torch.Tensor, cfg: TrainConfig, data: T
     loss, l1, lkld, p = compute_loss(outputs, y, idx, noise_model, mu1, mu2, cfg,
                                      data.soft_targets)
     if p is not None and cfg.stats_pass == "train":
-        noise_model.record(idx, p, y)
+        noise_model.record(idx, p, y, validate=False)  # our own indices and labels
     n = len(y)
     correct = (outputs.target.float().argmax(1) == y).sum().float()
     return loss, torch.stack([loss.detach() * n, l1.detach() * n, lkld.detach() * n, correct])
