@@ -71,10 +71,15 @@ def _check_rate_and_classes(rate: Any, n_classes: Any, noise: str) -> None:
     if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) \
             or n_classes < 2:
         raise ValueError(f"n_classes={n_classes!r}: {noise} noise needs an integer >= 2")
-    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)):
-        raise TypeError(f"rate={rate!r}: must be a number in [0, 1], got {type(rate).__name__}")
-    if not 0.0 <= float(rate) <= 1.0:  # False for NaN as well
-        raise ValueError(f"rate={rate}: must be in [0, 1]")
+    _check_rate(rate)
+
+
+def _check_rate(rate: Any, name: str = "rate") -> None:
+    """A real number in [0, 1] (NaN fails the range test), named when not."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a number in [0, 1], got {rate!r}")
+    if not 0.0 <= float(rate) <= 1.0:
+        raise ValueError(f"{name}={rate}: must be in [0, 1]")
 
 
 def symmetric_noise(
@@ -203,10 +208,7 @@ def transition_noise(
 
 def _n_flips(rate: float, n: int, name: str = "rate") -> int:
     """``floor(rate * n + 1/2)`` after checking that ``rate`` lies in [0, 1]."""
-    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a number in [0, 1], got {rate!r}")
-    if not 0.0 <= float(rate) <= 1.0:
-        raise ValueError(f"{name}={rate}: must be in [0, 1]")
+    _check_rate(rate, name)
     return int(np.floor(rate * n + 0.5))
 
 

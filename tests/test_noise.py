@@ -199,7 +199,7 @@ def test_import_does_not_import_torch():
 @pytest.mark.parametrize("kwargs,error,pattern", [
     ({"n_classes": 2.5}, ValueError, r"n_classes=2\.5: symmetric noise needs an integer >= 2"),
     ({"n_classes": 1}, ValueError, r"n_classes=1"),
-    ({"rate": "0.3"}, TypeError, r"rate='0\.3': must be a number"),
+    ({"rate": "0.3"}, TypeError, r"rate must be a number in \[0, 1\], got '0\.3'"),
     ({"rate": float("nan")}, ValueError, r"rate=nan: must be in \[0, 1\]"),
     ({"seed": -1}, ValueError, r"seed=-1: must be None, a non-negative integer"),
     ({"seed": 1.5}, ValueError, r"seed=1\.5"),
