@@ -188,10 +188,9 @@ def read_train_labels(path: str | os.PathLike) -> dict[str, tuple[int, int]]:
     return out
 
 
-def _vote_classes(counts: np.ndarray, rule: str) -> tuple[np.ndarray, Counter]:
-    """Winner of each row under ``rule`` mapped to CLASS_NAMES (-1 = left out), and the count
-    of each reason for leaving an image out."""
-    winners = vote_labels(counts, rule)
+def _vote_classes(winners: np.ndarray, rule: str) -> tuple[np.ndarray, Counter]:
+    """Vote-column winners (``vote_labels(counts, rule)``) mapped to CLASS_NAMES (-1 = left
+    out), and the count of each reason for leaving an image out."""
     mapped = np.full(len(winners), NO_LABEL, dtype=np.int64)
     excluded: Counter = Counter()
     for k, column in enumerate(VOTE_COLUMNS):
@@ -251,7 +250,8 @@ def load_ferplus(
     folder = Path(root) / FERPLUS_SPLITS[split]
     label_path = folder / "label.csv"
     names, counts, lines = _read_votes(label_path)
-    labels, excluded = _vote_classes(counts, rule)
+    winners = vote_labels(counts, rule)
+    labels, excluded = _vote_classes(winners, rule)
     given = None
     if train_labels is not None:
         given = _given_labels(Path(train_labels), names, folder)
@@ -275,7 +275,7 @@ def load_ferplus(
     soft = soft_vote_targets(counts[keep][:, _COLUMN_OF_CLASS]) if rule == "soft" else None
     return FERSplit(
         kept_names, images, torch.as_tensor(labels[keep]), CLASS_NAMES, Path(root),
-        agreement=torch.as_tensor(vote_agreement(counts, vote_labels(counts, rule))[keep]),
+        agreement=torch.as_tensor(vote_agreement(counts, winners)[keep]),
         soft_targets=None if soft is None else torch.as_tensor(soft, dtype=torch.float32),
         given_labels=None if given is None else torch.as_tensor(given[keep]),
         excluded=dict(excluded))
