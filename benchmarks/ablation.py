@@ -42,6 +42,13 @@ from typing import Any
 
 import numpy as np
 
+from noisylabel.apps.fer.config import (  # torch-free: the built-in run's settings
+    SYNTHETIC_BACKBONE,
+    SYNTHETIC_DEFAULTS,
+    TRAIN_PRESETS,
+    TrainConfig,
+)
+
 HERE = Path(__file__).resolve().parent
 VARIANTS = {  # benchmark name -> TrainConfig overrides
     "baseline": {"variant": "baseline"},
@@ -54,15 +61,20 @@ REGIMES = ("scratch", "identity", "expression")
 
 # Sizes: CPU default, --quick (CI: only checks the outputs are well-formed), --full (GPU).
 PROFILES: dict[str, dict[str, Any]] = {
-    # cpu = the settings of `noisylabel-fer train` on the built-in data (cli.SYNTHETIC_*)
-    "cpu": {"n_train": 2000, "n_test": 500, "n_identities": 200, "image_size": 32, "epochs": 15,
-            "batch_size": 32, "pretrain_epochs": {"identity": 4, "expression": 15},
-            "augment": "flip"},
+    # cpu = the settings of `noisylabel-fer train` on the built-in data, read from the config
+    "cpu": {**{k: SYNTHETIC_DEFAULTS[k] for k in ("n_train", "n_test", "n_identities",
+                                                  "image_size")},
+            "epochs": TRAIN_PRESETS["synthetic-cpu"]["epochs"], "batch_size": TrainConfig.batch_size,
+            "pretrain_epochs": {"identity": 4, "expression": SYNTHETIC_BACKBONE["epochs"]},
+            "pretrain_faces": SYNTHETIC_BACKBONE["n_faces"],
+            "augment": TRAIN_PRESETS["synthetic-cpu"]["augment"]},
     "quick": {"n_train": 48, "n_test": 24, "n_identities": 12, "image_size": 16, "epochs": 2,
               "batch_size": 16, "pretrain_epochs": {"identity": 1, "expression": 1},
+              "pretrain_faces": 48,
               "augment": "flip"},
     "full": {"n_train": 12271, "n_test": 3068, "n_identities": 1000, "image_size": 100,
              "epochs": 75, "batch_size": 32, "pretrain_epochs": {"identity": 6, "expression": 15},
+             "pretrain_faces": 12271,
              "augment": "randaugment"},
 }
 
@@ -112,7 +124,7 @@ def prepare_data(work: Path, profile: dict[str, Any], regimes: list[str]) -> tup
         if regime != "scratch":
             path = synthetic_backbone(dataclasses.asdict(target), work, task=regime,
                                       epochs=profile["pretrain_epochs"][regime],
-                                      progress=False)
+                                      n_faces=profile["pretrain_faces"], progress=False)
             backbones[regime] = str(path)
     return str(root), backbones
 
@@ -290,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (f"Profile `{profile_name}`: {profile['n_train']} train / {profile['n_test']} test "
               f"synthetic faces, {profile['image_size']} px, {profile['epochs']} epochs, batch "
               f"{profile['batch_size']}, seeds {seeds}; pretraining epochs "
-              f"{profile['pretrain_epochs']}. Total wall time of the runs: {wall:.0f} s "
+              f"{profile['pretrain_epochs']} on {profile['pretrain_faces']} other faces. Total wall time of the runs: {wall:.0f} s "
               f"(sum over runs).\n")
     (args.results / f"{args.name}.md").write_text(header + md)
     plot(rows, args.regimes, names, noises, args.results / f"{args.name}.png")

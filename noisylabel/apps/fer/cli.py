@@ -284,6 +284,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
                 fer_config.SYNTHETIC_DEFAULTS, cache_home(),
                 task=fer_config.SYNTHETIC_BACKBONE["task"],
                 epochs=fer_config.SYNTHETIC_BACKBONE["epochs"],
+                n_faces=fer_config.SYNTHETIC_BACKBONE["n_faces"],
                 progress=options.get("progress", True), quiet=options.get("quiet", False)))
     if not synthetic and pretrained is None:
         print("note: no --pretrained backbone: training from random initialisation. The paper "
@@ -507,7 +508,8 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
             generate_dataset,
         )
 
-        source = disjoint_config(SyntheticFaceConfig(**fer_config.SYNTHETIC_DEFAULTS))
+        source = disjoint_config(SyntheticFaceConfig(**fer_config.SYNTHETIC_DEFAULTS),
+                                 n_train=fer_config.SYNTHETIC_BACKBONE["n_faces"])
         options["data"] = str(generate_dataset(cache_home() / f"synthetic-{source.hash()}",
                                                source))
     result = pretrain(PretrainConfig(**options))

@@ -129,6 +129,7 @@ def test_errors_name_the_file(tmp_path: Path, capsys) -> None:
 def test_default_train_uses_the_cached_synthetic_set(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("NOISYLABEL_HOME", str(tmp_path))
     monkeypatch.setitem(fer_config.SYNTHETIC_BACKBONE, "epochs", 1)
+    monkeypatch.setitem(fer_config.SYNTHETIC_BACKBONE, "n_faces", 14)
     monkeypatch.setattr(fer_config, "SYNTHETIC_DEFAULTS",
                         {"n_train": 14, "n_test": 7, "image_size": 16, "n_identities": 3})
     args = cli.build_parser().parse_args(["train"])
@@ -136,7 +137,7 @@ def test_default_train_uses_the_cached_synthetic_set(monkeypatch, tmp_path: Path
     root = Path(config.data)
     assert root.parent == tmp_path and root.name.startswith("synthetic-")
     assert (root / "EmoLabel" / "list_patition_label.txt").is_file()
-    assert (config.noise, config.variant, config.image_size, config.epochs) == (0.3, "full", 32, 15)
+    assert (config.noise, config.variant, config.image_size, config.epochs) == (0.3, "full", 32, 10)
     assert config.augment == "flip"
     # the paper's regime on the built-in data: a backbone pretrained once on other faces
     backbone = Path(config.pretrained)
@@ -284,8 +285,8 @@ def test_pretrain_defaults_are_the_backbone_train_builds(monkeypatch: pytest.Mon
     assert cli.main(["pretrain"]) == 0
     built = pretrain.synthetic_backbone(fer_config.SYNTHETIC_DEFAULTS, tmp_path)
     by_cli, by_train = made
-    assert (by_cli.task, by_cli.epochs) == ("expression", 15)
-    assert fer_config.SYNTHETIC_BACKBONE == {"task": "expression", "epochs": 15}
+    assert (by_cli.task, by_cli.epochs) == ("expression", 10)
+    assert fer_config.SYNTHETIC_BACKBONE == {"task": "expression", "epochs": 10, "n_faces": 2000}
     differ = {k for k in PretrainConfig.__dataclass_fields__
               if getattr(by_cli, k) != getattr(by_train, k)}
     assert differ == {"out"} and Path(by_train.out) == built
