@@ -281,10 +281,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
             from noisylabel.apps.fer.pretrain import synthetic_backbone
 
             options["pretrained"] = str(synthetic_backbone(
-                fer_config.SYNTHETIC_DEFAULTS, cache_home(),
-                task=fer_config.SYNTHETIC_BACKBONE["task"],
-                epochs=fer_config.SYNTHETIC_BACKBONE["epochs"],
-                n_faces=fer_config.SYNTHETIC_BACKBONE["n_faces"],
+                fer_config.SYNTHETIC_DEFAULTS, cache_home(),  # the SYNTHETIC_BACKBONE settings
                 progress=options.get("progress", True), quiet=options.get("quiet", False)))
     if not synthetic and pretrained is None:
         print("note: no --pretrained backbone: training from random initialisation. The paper "

@@ -209,17 +209,18 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
             "task": config.task, "layout": layout}
 
 
-def synthetic_backbone(target_settings: dict[str, Any], root: Path,
-                       task: str = SYNTHETIC_BACKBONE["task"],
-                       epochs: int = SYNTHETIC_BACKBONE["epochs"],
-                       n_faces: int = SYNTHETIC_BACKBONE["n_faces"], progress: bool = True,
-                       quiet: bool = False) -> Path:
+def synthetic_backbone(target_settings: dict[str, Any], root: Path, task: str | None = None,
+                       epochs: int | None = None, n_faces: int | None = None,
+                       progress: bool = True, quiet: bool = False) -> Path:
     """Pretrained backbone for the built-in synthetic data, made once and cached.
 
     A source data set of ``n_faces`` training faces with identities disjoint from the target's
     (same generator, other faces, as MS-Celeb is to RAF-DB) is generated under ``root``, and
-    ResNet18 is pretrained on it (``task``). Both are keyed by a hash of the target's generator settings and the pretraining
-    settings, so changing either makes a new file.
+    ResNet18 is pretrained on it (``task``, ``epochs``). ``task``, ``epochs`` and ``n_faces``
+    left at None are read from
+    [`SYNTHETIC_BACKBONE`][noisylabel.apps.fer.config.SYNTHETIC_BACKBONE] when called. Both are
+    keyed by a hash of the target's generator settings and the pretraining settings, so changing
+    either makes a new file.
 
     The pretraining settings other than ``task`` and ``epochs`` are the
     [`PretrainConfig`][noisylabel.apps.fer.config.PretrainConfig] defaults, so
@@ -233,8 +234,10 @@ def synthetic_backbone(target_settings: dict[str, Any], root: Path,
     """
     from noisylabel.apps.fer.synthetic import SyntheticFaceConfig, disjoint_config, generate_dataset
 
+    task = task or SYNTHETIC_BACKBONE["task"]
+    epochs = epochs or SYNTHETIC_BACKBONE["epochs"]
     target = SyntheticFaceConfig(**target_settings)
-    source = disjoint_config(target, n_train=n_faces)
+    source = disjoint_config(target, n_train=n_faces or SYNTHETIC_BACKBONE["n_faces"])
     settings = {"source": source.hash(), "task": task, "epochs": epochs,
                 "image_size": target.image_size, "augment": PretrainConfig.augment, "version": 2}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
