@@ -141,10 +141,10 @@ def make_views(ferplus: Path, train_labels: Path, work: Path, profile: dict[str,
 def _majority_names(root: Path, split: str) -> dict[str, int]:
     """Image name -> FER+ majority class (CLASS_NAMES index) of the images that have one."""
     from noisylabel.annotators import vote_labels
-    from noisylabel.apps.fer.ferplus import FERPLUS_SPLITS, _vote_classes, read_vote_file
+    from noisylabel.apps.fer.ferplus import FERPLUS_SPLITS, read_vote_file, vote_classes
 
     names, counts = read_vote_file(root / FERPLUS_SPLITS[split] / "label.csv")
-    labels, _ = _vote_classes(vote_labels(counts, "majority"), "majority")
+    labels, _ = vote_classes(vote_labels(counts, "majority"), "majority")
     return {n: int(y) for n, y in zip(names, labels, strict=True) if y >= 0}
 
 

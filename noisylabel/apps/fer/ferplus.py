@@ -41,7 +41,7 @@ from noisylabel.apps.fer.report import atomic_write_text
 
 __all__ = ["FER2013_CLASSES", "FER2013_TRAIN_LABELS", "FERPLUS_SPLITS", "VOTE_COLUMNS",
            "class_index", "is_ferplus", "load_ferplus", "prepare_ferplus", "read_train_labels",
-           "read_vote_file"]
+           "read_vote_file", "vote_classes"]
 
 FERPLUS_SPLITS: dict[str, str] = {"train": "FER2013Train", "valid": "FER2013Valid",
                                   "test": "FER2013Test"}
@@ -188,9 +188,26 @@ def read_train_labels(path: str | os.PathLike) -> dict[str, tuple[int, int]]:
     return out
 
 
-def _vote_classes(winners: np.ndarray, rule: str) -> tuple[np.ndarray, Counter]:
-    """Vote-column winners (``vote_labels(counts, rule)``) mapped to CLASS_NAMES (-1 = left
-    out), and the count of each reason for leaving an image out."""
+def vote_classes(winners: np.ndarray, rule: str) -> tuple[np.ndarray, Counter]:
+    """FER+ vote-column winners mapped to the 7 classes of ``CLASS_NAMES``.
+
+    Parameters
+    ----------
+    winners : ndarray of int, shape (N,)
+        The winning vote column of each image, as
+        [`vote_labels`][noisylabel.annotators.vote_labels] returns it for ``rule`` (``-1``: no
+        winner).
+    rule : str
+        The vote rule that chose the winners (it names the "no winner" reason).
+
+    Returns
+    -------
+    labels : ndarray of int64, shape (N,)
+        The class index, or ``-1`` for an image left out (contempt, unknown, not a face, no
+        winner).
+    excluded : collections.Counter
+        The number of images left out for each reason (reasons with none are dropped).
+    """
     mapped = np.full(len(winners), NO_LABEL, dtype=np.int64)
     excluded: Counter = Counter()
     for k, column in enumerate(VOTE_COLUMNS):
@@ -251,7 +268,7 @@ def load_ferplus(
     label_path = folder / "label.csv"
     names, counts, lines = _read_votes(label_path)
     winners = vote_labels(counts, rule)
-    labels, excluded = _vote_classes(winners, rule)
+    labels, excluded = vote_classes(winners, rule)
     given = None
     if train_labels is not None:
         given = _given_labels(Path(train_labels), names, folder)
