@@ -158,7 +158,8 @@ def _add_config_arguments(parser: argparse.ArgumentParser, config_cls: type,
 
 
 def _add_inference_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="checkpoint.pt written by train")
+    p.add_argument("checkpoint", help="checkpoint.pt written by train (predict: also "
+                   "model_best.pt / model_last.pt, or the run folder)")
     p.add_argument("--device", help="cuda or cpu (default: CUDA when present)")
     p.add_argument("--batch-size", type=int, default=TrainConfig.eval_batch_size,
                    help="batch size (default %(default)s)")
@@ -437,32 +438,17 @@ def _collect_images(inputs: Sequence[str]) -> list[Path]:
     return files
 
 
-def _read_images(files: Sequence[Path], size: int) -> Any:
-    """The images as one uint8 (N, 3, size, size) tensor, decoded as the loaders decode."""
-    from PIL import UnidentifiedImageError
-
-    from noisylabel.apps.fer.image_cache import decode_image, stack_images
-
-    arrays = []
-    for path in files:
-        try:
-            arrays.append(decode_image(path, size))
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise ValueError(f"cannot read image {path}: {exc}") from None
-    return stack_images(arrays)
-
-
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from noisylabel.apps.fer.engine import predict_probs
-    from noisylabel.apps.fer.layouts import CLASS_NAMES
+    """``noisylabel-fer predict``: the public inference API (``load_model``) over files."""
+    from noisylabel.apps.fer.engine import resolve_device
+    from noisylabel.apps.fer.inference import load_images, load_model
 
     if args.out:  # before any work
         fer_config.check_output_path("--out", args.out, folder=False)
-    model, cfg, ckpt, dev = _load_for_inference(args.checkpoint, args.device)
+    model = load_model(args.checkpoint, resolve_device(args.device))
     files = _collect_images(args.inputs)
-    images = _read_images(files, cfg.image_size)
-    probs = predict_probs(model, images, "target", args.batch_size, dev).cpu().numpy()
-    names = ckpt.get("class_names") or list(CLASS_NAMES[: cfg.num_classes])
+    probs = model.predict_proba(load_images(files, model.image_size), args.batch_size)
+    names = model.class_names
     sink = open(args.out, "w", newline="") if args.out else sys.stdout  # noqa: SIM115
     try:
         writer = csv.writer(sink)

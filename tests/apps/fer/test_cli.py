@@ -115,6 +115,11 @@ def test_predict_writes_probabilities(trained: Path, tiny_faces: Path, tmp_path:
                                          "Anger", "Neutral")]
         assert sum(probs) == pytest.approx(1.0, abs=1e-4)
         assert row["prediction"] in row and float(row[row["prediction"]]) == max(probs)
+    # the weights-only file of the same epoch predicts the same
+    again = tmp_path / "again.csv"
+    assert cli.main(["predict", str(trained / "model_last.pt"), str(one), "-o", str(again),
+                     "--device", "cpu"]) == 0
+    assert list(csv.DictReader(open(again)))[0] == rows[-1]
 
 
 def test_errors_name_the_file(tmp_path: Path, capsys) -> None:
