@@ -413,7 +413,7 @@ class PretrainConfig:
                     "FILE.json are written beside", "FILE", short="-o")
     image_size: int = _opt(32, "input side in pixels", "PX")
     epochs: int = _opt(10, "epochs")
-    batch_size: int = _opt(64, "batch size")
+    batch_size: int = _opt(32, "batch size")
     lr: float = _opt(1e-3, "Adam learning rate")
     lr_gamma: float = _opt(0.9, "ExponentialLR decay per epoch")
     augment: str = _opt("flip", "training augmentation (flip: flip + random erasing)",

@@ -239,7 +239,8 @@ def synthetic_backbone(target_settings: dict[str, Any], root: Path, task: str | 
     target = SyntheticFaceConfig(**target_settings)
     source = disjoint_config(target, n_train=n_faces or SYNTHETIC_BACKBONE["n_faces"])
     settings = {"source": source.hash(), "task": task, "epochs": epochs,
-                "image_size": target.image_size, "augment": PretrainConfig.augment, "version": 2}
+                "image_size": target.image_size, "augment": PretrainConfig.augment,
+                "batch_size": PretrainConfig.batch_size, "version": 3}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     path = root / f"pretrained-{key}" / f"resnet18_{task}.pth"
     if path.is_file() and Path(f"{path}.json").is_file():
