@@ -61,11 +61,14 @@ VARIANTS: dict[str, dict[str, Any]] = {  # benchmark name -> TrainConfig overrid
 
 PROFILES: dict[str, dict[str, Any]] = {
     "cpu": {"n_train": 1200, "n_valid": 500, "n_test": 1000, "n_pretrain": 6000,
-            "image_size": 32, "epochs": 10, "pretrain_epochs": 6, "batch_size": 32},
+            "image_size": 32, "epochs": 10, "pretrain_epochs": 6, "pretrain_batch_size": 64,
+            "batch_size": 32},
     "gpu": {"n_train": None, "n_valid": None, "n_test": None, "n_pretrain": None,
-            "image_size": 96, "epochs": 40, "pretrain_epochs": 15, "batch_size": 64},
+            "image_size": 96, "epochs": 40, "pretrain_epochs": 15, "pretrain_batch_size": 64,
+            "batch_size": 64},
     "quick": {"n_train": 40, "n_valid": 12, "n_test": 16, "n_pretrain": 40,
-              "image_size": 16, "epochs": 2, "pretrain_epochs": 1, "batch_size": 16},
+              "image_size": 16, "epochs": 2, "pretrain_epochs": 1, "pretrain_batch_size": 16,
+              "batch_size": 16},
 }
 
 
@@ -159,7 +162,8 @@ def pretrain_faces(view: str, work: Path, profile: dict[str, Any]) -> str:
         torch.set_num_threads(1)
         result = pretrain(PretrainConfig(
             data=view, task="expression", out=str(out), image_size=profile["image_size"],
-            epochs=profile["pretrain_epochs"], augment="randaugment", progress=False))
+            epochs=profile["pretrain_epochs"], batch_size=profile["pretrain_batch_size"],
+            augment="randaugment", progress=False))
         print(f"pretrained on FER+ half: held-out (FER2013Valid) accuracy "
               f"{100 * result['test_acc']:.1f}%", flush=True)
     return str(out)
