@@ -602,8 +602,10 @@ def _epoch_line(row: dict[str, Any]) -> str:
              f"train {100 * row['train_acc']:.1f}%", f"test {100 * row['test_acc']:.2f}%"]
     if "val_acc" in row:
         parts.append(f"val {100 * row['val_acc']:.2f}%")
-    if "w_mean_clean" in row:
-        parts.append(f"w clean/noisy {row['w_mean_clean']:.2f}/{row['w_mean_noisy']:.2f}")
+    if "w_mean_clean" in row:  # "-" for a group with no sample (no noise: no noisy sample)
+        clean, noisy = (f"{v:.2f}" if not math.isnan(v) else "-"
+                        for v in (row["w_mean_clean"], row["w_mean_noisy"]))
+        parts.append(f"w clean/noisy {clean}/{noisy}")
     for key, name in (("noise_auc", "AUC(w)"), ("signal_auc", "AUC(S)")):
         if key in row and not math.isnan(row[key]):
             parts.append(f"{name} {row[key]:.3f}")

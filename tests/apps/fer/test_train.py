@@ -110,3 +110,13 @@ def test_noise_file_replaces_the_labels(tiny_faces: Path, tmp_path: Path) -> Non
     train(_config(tiny_faces, tmp_path / "run", variant="baseline", noise_file=str(noise_file)))
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert torch.equal(ckpt["noisy_labels"], noisy)
+
+
+def test_epoch_line_shows_a_dash_for_an_empty_group() -> None:
+    from noisylabel.apps.fer.train import _epoch_line
+
+    row = {"epoch": 3, "loss": 0.5, "train_acc": 0.7, "test_acc": 0.69, "img_per_s": 30.0,
+           "w_mean_clean": 0.91, "w_mean_noisy": math.nan, "noise_auc": math.nan}
+    line = _epoch_line(row)
+    assert "w clean/noisy 0.91/-" in line and "nan" not in line and "AUC(w)" not in line
+    assert "w clean/noisy 0.91/0.20" in _epoch_line({**row, "w_mean_noisy": 0.2})
