@@ -94,8 +94,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         data=job["data"], out=job["out"], noise=job["noise"], seed=job["seed"],
         image_size=job["image_size"], epochs=job["epochs"], batch_size=job["batch_size"],
         pretrained=job["pretrained"], device=job["device"], augment=job["augment"],
-        tensorboard=False, plots=False,
-        progress=False, num_threads=job["threads"], **VARIANTS[job["name"]],
+        tensorboard=False, plots=False, progress=False, num_threads=job["threads"],
+        overwrite=True,  # a run folder without a runs.jsonl row is an interrupted run
+        **VARIANTS[job["name"]],
     )
     t0 = time.perf_counter()
     result = train(cfg)

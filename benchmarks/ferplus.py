@@ -181,7 +181,9 @@ def _config(job: dict[str, Any], out: str, train_labels: str, variant: str = "")
         seed=job["seed"], image_size=job["image_size"], epochs=job["epochs"],
         batch_size=job["batch_size"], pretrained=job["pretrained"], augment="randaugment",
         device="cpu" if job["threads"] else None, tensorboard=False, plots=False,
-        progress=False, num_threads=job["threads"] or None, **overrides)
+        progress=False, num_threads=job["threads"] or None,
+        overwrite=True,  # a run folder without a runs.jsonl row is an interrupted run
+        **overrides)
 
 
 def _evaluate(out: str, data: str, image_size: int) -> tuple[np.ndarray, np.ndarray]:
