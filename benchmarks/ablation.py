@@ -303,8 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     header = (f"Profile `{profile_name}`: {profile['n_train']} train / {profile['n_test']} test "
               f"synthetic faces, {profile['image_size']} px, {profile['epochs']} epochs, batch "
               f"{profile['batch_size']}, seeds {seeds}; pretraining epochs "
-              f"{profile['pretrain_epochs']} on {profile['pretrain_faces']} other faces. Total wall time of the runs: {wall:.0f} s "
-              f"(sum over runs).\n")
+              f"{profile['pretrain_epochs']} on {profile['pretrain_faces']} other faces. Total "
+              f"wall time of the runs: {wall:.0f} s (sum over runs).\n")
     (args.results / f"{args.name}.md").write_text(header + md)
     plot(rows, args.regimes, names, noises, args.results / f"{args.name}.png")
     print(header + md)

@@ -485,14 +485,10 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     fer_config.check_output_path("out", options["out"], folder=False)
     resolve_device(options["device"])
     if not options["data"]:  # faces whose identities are disjoint from the built-in set's
-        from noisylabel.apps.fer.synthetic import (
-            SyntheticFaceConfig,
-            disjoint_config,
-            generate_dataset,
-        )
+        from noisylabel.apps.fer.pretrain import pretraining_faces
+        from noisylabel.apps.fer.synthetic import generate_dataset
 
-        source = disjoint_config(SyntheticFaceConfig(**fer_config.SYNTHETIC_DEFAULTS),
-                                 n_train=fer_config.SYNTHETIC_BACKBONE["n_faces"])
+        source = pretraining_faces(fer_config.SYNTHETIC_DEFAULTS)
         options["data"] = str(generate_dataset(cache_home() / f"synthetic-{source.hash()}",
                                                source))
     result = pretrain(PretrainConfig(**options))

@@ -33,7 +33,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import timm
 import torch
@@ -59,7 +59,10 @@ from noisylabel.apps.fer.report import (
     write_json,
 )
 
-__all__ = ["PretrainConfig", "pretrain", "synthetic_backbone"]
+if TYPE_CHECKING:
+    from noisylabel.apps.fer.synthetic import SyntheticFaceConfig
+
+__all__ = ["PretrainConfig", "pretrain", "pretraining_faces", "synthetic_backbone"]
 
 HOLDOUT = 0.1
 """Fraction of ``train/`` held out (with the run's seed) when class folders have no ``test/``."""
@@ -209,6 +212,31 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
             "task": config.task, "layout": layout}
 
 
+def pretraining_faces(target_settings: dict[str, Any],
+                      n_faces: int | None = None) -> SyntheticFaceConfig:
+    """The generator settings of the built-in backbone's source faces.
+
+    Parameters
+    ----------
+    target_settings : dict
+        [`SyntheticFaceConfig`][noisylabel.apps.fer.synthetic.SyntheticFaceConfig] fields of the
+        training set.
+    n_faces : int or None
+        Training faces of the source; None = ``SYNTHETIC_BACKBONE["n_faces"]`` (read when
+        called).
+
+    Returns
+    -------
+    SyntheticFaceConfig
+        ``n_faces`` faces whose identities are disjoint from the target's.
+    """
+    from noisylabel.apps.fer.synthetic import SyntheticFaceConfig, disjoint_config
+
+    if n_faces is None:
+        n_faces = SYNTHETIC_BACKBONE["n_faces"]
+    return disjoint_config(SyntheticFaceConfig(**target_settings), n_train=n_faces)
+
+
 def synthetic_backbone(target_settings: dict[str, Any], root: Path, task: str | None = None,
                        epochs: int | None = None, n_faces: int | None = None,
                        progress: bool = True, quiet: bool = False) -> Path:
@@ -232,14 +260,13 @@ def synthetic_backbone(target_settings: dict[str, Any], root: Path, task: str | 
     Path
         The checkpoint (``{'state_dict': ...}``).
     """
-    from noisylabel.apps.fer.synthetic import SyntheticFaceConfig, disjoint_config, generate_dataset
+    from noisylabel.apps.fer.synthetic import generate_dataset
 
-    task = task or SYNTHETIC_BACKBONE["task"]
-    epochs = epochs or SYNTHETIC_BACKBONE["epochs"]
-    target = SyntheticFaceConfig(**target_settings)
-    source = disjoint_config(target, n_train=n_faces or SYNTHETIC_BACKBONE["n_faces"])
+    task = SYNTHETIC_BACKBONE["task"] if task is None else task
+    epochs = SYNTHETIC_BACKBONE["epochs"] if epochs is None else epochs
+    source = pretraining_faces(target_settings, n_faces)
     settings = {"source": source.hash(), "task": task, "epochs": epochs,
-                "image_size": target.image_size, "augment": PretrainConfig.augment,
+                "image_size": source.image_size, "augment": PretrainConfig.augment,
                 "batch_size": PretrainConfig.batch_size, "version": 3}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     path = root / f"pretrained-{key}" / f"resnet18_{task}.pth"
@@ -252,7 +279,7 @@ def synthetic_backbone(target_settings: dict[str, Any], root: Path, task: str | 
     generate_dataset(source_root, source)
     print(f"pretraining ResNet18 on {task} ({epochs} epochs) -> {path}", flush=True)
     result = pretrain(PretrainConfig(data=str(source_root), task=task, out=str(path),
-                                     image_size=target.image_size, epochs=epochs,
+                                     image_size=source.image_size, epochs=epochs,
                                      progress=progress, quiet=quiet))
     print(f"pretrained backbone: held-out {task} accuracy {100 * result['test_acc']:.1f}%, "
           f"sha256 {result['sha256']}", flush=True)
