@@ -41,6 +41,7 @@ import multiprocessing as mp
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -206,7 +207,8 @@ def _detection(out: str, job: dict[str, Any]) -> dict[str, float]:
     import torch
 
     from noisylabel.apps.fer.ferplus import load_ferplus
-    from noisylabel.apps.fer.report import noise_detection_auc
+    from noisylabel.apps.fer.classes import CLASS_NAMES
+    from noisylabel.apps.fer.report import detection_by_class, noise_detection_auc
 
     ckpt = torch.load(Path(out) / "checkpoint.pt", map_location="cpu", weights_only=True)
     if ckpt.get("noise_model") is None:
@@ -224,6 +226,8 @@ def _detection(out: str, job: dict[str, Any]) -> dict[str, float]:
         row.update({f"det_auc{tag}": noise_detection_auc(w[m], truth),
                     f"det_precision{tag}": prec, f"det_recall{tag}": rec,
                     f"det_f1{tag}": 2 * prec * rec / max(prec + rec, 1e-12)})
+    row["det_by_class"] = detection_by_class(w, wrong, ckpt["noisy_labels"].numpy(),
+                                             len(CLASS_NAMES))
     return row
 
 
@@ -395,6 +399,7 @@ def tables(rows: list[dict[str, Any]], profile_name: str, profile: dict[str, Any
                         "det_auc", "det_precision", "det_recall", "det_f1", "det_auc_agree7",
                         "det_f1_agree7")]
                     out.append(f"| {start} | {name} | " + " | ".join(cells) + " |")
+    out += _w_by_class_table([r for r in real if "det_by_class" in r], CLASS_NAMES)
     per = [r for r in rows if r["labels"] == "fer2013" or (r["labels"] == "ferplus"
                                                            and r["noise"] == 0)]
     if per:
@@ -410,6 +415,31 @@ def tables(rows: list[dict[str, Any]], profile_name: str, profile: dict[str, Any
                                  for c in range(len(CLASS_NAMES))]
                         out.append(f"| {start} | {labels} | {name} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
+
+
+def _w_by_class_table(rows: list[dict[str, Any]], class_names: list[str]) -> list[str]:
+    """Markdown lines: per given FER2013 class, the share of wrong labels, the share flagged
+    (w < 0.5), mean w of its right and wrong labels and the AUC within the class, mean over
+    seeds, per start and variant."""
+    if not rows:
+        return []
+    out = ["\nThe last w per given (FER2013) class, mean over seeds: share of labels that are "
+           "wrong, share flagged (w < 0.5), mean w of the right / wrong labels, and the AUC of w "
+           "within the class.\n",
+           "| start | variant | class | n | wrong | flagged | w right / wrong | AUC in class |",
+           "|---" * 8 + "|"]
+    for start in ("faces", "scratch"):
+        for name in GRID_NAMES[("fer2013", 0.0)]:
+            sel = _select(rows, start=start, name=name)
+            for c, cname in enumerate(class_names if sel else []):
+                with warnings.catch_warnings():  # a class without wrong labels: NaN, no warning
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    cell = {k: np.nanmean([r["det_by_class"][c][k] for r in sel]) for k in (
+                        "n", "wrong", "flagged", "w_right", "w_wrong", "auc")}
+                out.append(f"| {start} | {name} | {cname} | {cell['n']:.0f} | "
+                           f"{100 * cell['wrong']:.0f}% | {100 * cell['flagged']:.0f}% | "
+                           f"{cell['w_right']:.2f} / {cell['w_wrong']:.2f} | {cell['auc']:.2f} |")
+    return out
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "summarize_accuracy",
     "format_accuracy_table",
     "noise_detection_auc",
+    "detection_by_class",
     "confusion_matrix",
     "plot_curves",
     "plot_similarity",
@@ -229,6 +230,47 @@ def noise_detection_auc(clean_prob: np.ndarray, is_noisy: np.ndarray) -> float:
     if is_noisy.all() or not is_noisy.any():
         return float("nan")
     return float(roc_auc_score(~is_noisy, clean_prob))
+
+
+def detection_by_class(clean_prob: np.ndarray, is_noisy: np.ndarray, labels: np.ndarray,
+                       n_classes: int) -> list[dict[str, float]]:
+    """How ``clean_prob`` (w) treats each given class: where a detector that looks good overall
+    only tells classes apart (every label of a hard class flagged, right or wrong).
+
+    Parameters
+    ----------
+    clean_prob : ndarray of shape (N,)
+        Clean probability w of each sample.
+    is_noisy : ndarray of shape (N,)
+        True where the given label is wrong.
+    labels : ndarray of shape (N,)
+        The given labels, in ``0 .. n_classes - 1``.
+    n_classes : int
+
+    Returns
+    -------
+    list of dict
+        One dict per class c over the samples labelled c: ``n``, ``wrong`` (share with a wrong
+        label), ``flagged`` (share with w < 0.5), ``w_right`` / ``w_wrong`` (mean w of the right
+        / wrong labels, NaN when none) and ``auc``
+        ([`noise_detection_auc`][noisylabel.apps.fer.report.noise_detection_auc] within the class).
+    """
+    w = np.asarray(clean_prob, dtype=np.float64)
+    noisy = np.asarray(is_noisy, dtype=bool)
+    labels = np.asarray(labels)
+    out = []
+    for c in range(n_classes):
+        m = labels == c
+        right, wrong = w[m & ~noisy], w[m & noisy]
+        out.append({
+            "n": int(m.sum()),
+            "wrong": float(noisy[m].mean()) if m.any() else float("nan"),
+            "flagged": float((w[m] < 0.5).mean()) if m.any() else float("nan"),
+            "w_right": float(right.mean()) if right.size else float("nan"),
+            "w_wrong": float(wrong.mean()) if wrong.size else float("nan"),
+            "auc": noise_detection_auc(w[m], noisy[m]),
+        })
+    return out
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:

@@ -15,6 +15,7 @@ from noisylabel.apps.fer.report import (
     TENSORBOARD_MISSING,
     RunReporter,
     confusion_matrix,
+    detection_by_class,
     format_accuracy_table,
     format_class_table,
     format_time_estimate,
@@ -46,6 +47,21 @@ def test_noise_detection_auc() -> None:
     assert noise_detection_auc(np.array([0.1, 0.2, 0.9, 0.8]), noisy) == 0.0
     assert noise_detection_auc(np.ones(4), noisy) == 0.5
     assert math.isnan(noise_detection_auc(np.ones(4), np.zeros(4, bool)))
+
+
+def test_detection_by_class_separates_class_from_label_quality() -> None:
+    # class 0: w ranks right above wrong; class 1: every label flagged (w = 0), right or wrong;
+    # class 2: no samples
+    w = np.array([0.9, 0.8, 0.2, 0.0, 0.0, 0.0])
+    noisy = np.array([False, False, True, False, True, True])
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    c0, c1, c2 = detection_by_class(w, noisy, labels, 3)
+    assert c0 == pytest.approx({"n": 3, "wrong": 1 / 3, "flagged": 1 / 3, "w_right": 0.85,
+                                "w_wrong": 0.2, "auc": 1.0})
+    assert (c1["n"], c1["flagged"], c1["w_right"], c1["auc"]) == (3, 1.0, 0.0, 0.5)
+    assert c2["n"] == 0 and math.isnan(c2["wrong"]) and math.isnan(c2["auc"])
+    # the pooled AUC looks good although class 1 is flagged whole
+    assert noise_detection_auc(w, noisy) > 0.7
 
 
 def test_confusion_matrix_and_class_table() -> None:
