@@ -206,8 +206,8 @@ def _detection(out: str, job: dict[str, Any]) -> dict[str, float]:
     votes on the majority class."""
     import torch
 
-    from noisylabel.apps.fer.ferplus import load_ferplus
     from noisylabel.apps.fer.classes import CLASS_NAMES
+    from noisylabel.apps.fer.ferplus import load_ferplus
     from noisylabel.apps.fer.report import detection_by_class, noise_detection_auc
 
     ckpt = torch.load(Path(out) / "checkpoint.pt", map_location="cpu", weights_only=True)
