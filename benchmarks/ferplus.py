@@ -316,7 +316,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 PROTOCOLS: list[tuple[str, float]] = [("fer2013", 0.0), ("ferplus", 0.3), ("ferplus", 0.0)]
 """(training labels, injected symmetric noise) of the table's column groups."""
 GRID_NAMES: dict[tuple[str, float], tuple[str, ...]] = {
-    ("fer2013", 0.0): ("baseline", "aea", "full", "cleanlab"),
+    ("fer2013", 0.0): ("baseline", "aea", "full", "full-perclass", "cleanlab"),
     ("ferplus", 0.3): ("baseline", "aea", "full", "full-trainstats", "full-perclass",
                        "full-klce"),
     ("ferplus", 0.0): ("baseline", "full"),
