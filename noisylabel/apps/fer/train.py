@@ -419,20 +419,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
     seed_everything(cfg.seed)
     generators = make_generators(cfg.seed, rt.device, rt.rank)
     data = prepare_data(cfg, rt.device)
-    model = build_model(cfg, load_pretrained=ckpt is None).to(rt.device)
-    if rt.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    trained = _build_training(cfg, rt, data.n_train, load_pretrained=ckpt is None)
+    model, optimizer, scheduler, _, noise_model = trained
     sha = ckpt["backbone_sha256"] if ckpt is not None else model.backbone_sha256
     regime = describe_start(cfg.pretrained, sha)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_gamma)
     augment = make_augment(cfg.augment)
-    noise_model = None if cfg.variant != "full" else NoiseModel(
-        data.n_train, cfg.num_classes, signal=cfg.signal, t=cfg.t, mining_rule=cfg.mining_rule,
-        warmup=cfg.warmup, gate=cfg.gate, per_class=cfg.per_class, monotone=cfg.monotone,
-        device=rt.device)
-    trained = (model, optimizer, scheduler, rt.scaler, noise_model)
     history: list[dict[str, Any]] = []
     if ckpt is not None:  # everything that evolves during training comes back from the file
         history = _restore(ckpt, ckpt_path, trained, data, generators, rt)
@@ -465,17 +456,35 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     # --- final report (rank 0) ---------------------------------------------------------------
     summary = summarize_accuracy([r["test_acc"] for r in history])
-    table = format_accuracy_table(summary)
     result = {**summary, "regime": regime, "backbone_sha256": sha, "variant": cfg.variant,
-              "out": str(out), "history": history, "table": table}
+              "out": str(out), "history": history, "table": format_accuracy_table(summary)}
     if rt.main:
         if cfg.plots and history:
             _final_plots(out, model, cfg, history, data, noise_model, fit, rt)
         write_json(out / "summary.json", {k: v for k, v in result.items() if k != "history"})
-        reporter.log(f"regime: {regime}\n{table}", echo=True)
+        reporter.log(f"regime: {regime}\n{result['table']}", echo=True)
         reporter.close()
     distributed.barrier()  # no rank returns before rank 0's files are complete
     return result
+
+
+def _build_training(cfg: TrainConfig, rt: Runtime, n_train: int, load_pretrained: bool
+                    ) -> tuple[FERNet, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler,
+                               Any, NoiseModel | None]:
+    """What a run trains and whose state its checkpoint holds: the model on ``rt.device``, Adam
+    over its trainable parameters, the exponential learning-rate schedule, the AMP grad scaler
+    and (``full`` only) the noise model."""
+    model = build_model(cfg, load_pretrained=load_pretrained).to(rt.device)
+    if rt.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_gamma)
+    noise_model = None if cfg.variant != "full" else NoiseModel(
+        n_train, cfg.num_classes, signal=cfg.signal, t=cfg.t, mining_rule=cfg.mining_rule,
+        warmup=cfg.warmup, gate=cfg.gate, per_class=cfg.per_class, monotone=cfg.monotone,
+        device=rt.device)
+    return model, optimizer, scheduler, rt.scaler, noise_model
 
 
 def _find_checkpoint(cfg: TrainConfig, path: Path, rt: Runtime) -> dict[str, Any] | None:
