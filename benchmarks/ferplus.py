@@ -97,7 +97,16 @@ def _write_view(view: Path, source: Path, rows_by_folder: dict[str, list[str]]) 
             link = d / name
             if not link.exists():
                 link.symlink_to((source / folder / name).resolve())
-        (d / "label.csv").write_text("".join(r + "\n" for r in rows))
+        _write_if_changed(d / "label.csv", "".join(r + "\n" for r in rows))
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Replace ``path`` atomically, and only when its text changes: a benchmark started beside a
+    running one (other ``--only`` jobs) never shows that one's runs a truncated label file."""
+    from noisylabel.apps.fer.report import atomic_write_text
+
+    if not path.is_file() or path.read_text() != text:
+        atomic_write_text(path, text)
 
 
 def make_views(ferplus: Path, train_labels: Path, work: Path, profile: dict[str, Any]
@@ -134,9 +143,9 @@ def make_views(ferplus: Path, train_labels: Path, work: Path, profile: dict[str,
         FERPLUS_SPLITS["test"]: _subset(test, profile["n_test"], rng)})
     names = [r.split(",", 1)[0] for r in train_subset]
     files = {"fer2013": work / "labels-fer2013.csv", "ferplus": work / "labels-ferplus.csv"}
-    files["fer2013"].write_text("image,label\n" + "".join(
+    _write_if_changed(files["fer2013"], "image,label\n" + "".join(
         f"{n},{CLASS_NAMES[fer2013[n][0]]}\n" for n in names))
-    files["ferplus"].write_text("image,label\n" + "".join(
+    _write_if_changed(files["ferplus"], "image,label\n" + "".join(
         f"{n},{CLASS_NAMES[majority['train'][n]]}\n" for n in names))
     return {"views": {k: str(v) for k, v in views.items()},
             "labels": {k: str(v) for k, v in files.items()}}
