@@ -408,7 +408,7 @@ def tables(rows: list[dict[str, Any]], profile_name: str, profile: dict[str, Any
                         "det_auc", "det_precision", "det_recall", "det_f1", "det_auc_agree7",
                         "det_f1_agree7")]
                     out.append(f"| {start} | {name} | " + " | ".join(cells) + " |")
-    out += _w_by_class_table([r for r in real if "det_by_class" in r], CLASS_NAMES)
+    out += _w_by_class_table([r for r in rows if "det_by_class" in r], CLASS_NAMES)
     per = [r for r in rows if r["labels"] == "fer2013" or (r["labels"] == "ferplus"
                                                            and r["noise"] == 0)]
     if per:
@@ -427,28 +427,35 @@ def tables(rows: list[dict[str, Any]], profile_name: str, profile: dict[str, Any
 
 
 def _w_by_class_table(rows: list[dict[str, Any]], class_names: list[str]) -> list[str]:
-    """Markdown lines: per given FER2013 class, the share of wrong labels, the share flagged
-    (w < 0.5), mean w of its right and wrong labels and the AUC within the class, mean over
-    seeds, per start and variant."""
+    """Markdown lines: per start, training labels and variant, for each given class the share
+    of its labels flagged (w < 0.5), the share that is wrong and the AUC of w within the class,
+    mean over seeds."""
     if not rows:
         return []
-    out = ["\nThe last w per given (FER2013) class, mean over seeds: share of labels that are "
-           "wrong, share flagged (w < 0.5), mean w of the right / wrong labels, and the AUC of w "
-           "within the class.\n",
-           "| start | variant | class | n | wrong | flagged | w right / wrong | AUC in class |",
-           "|---" * 8 + "|"]
+    out = ["\nThe last w per given class, mean over seeds: % of the class's labels flagged "
+           "(w < 0.5) / % wrong, and the AUC of w within the class.\n",
+           "| start | training labels | variant | n | " + " | ".join(class_names) + " |",
+           "|---" * (4 + len(class_names)) + "|"]
     for start in ("faces", "scratch"):
-        for name in GRID_NAMES[("fer2013", 0.0)]:
-            sel = _select(rows, start=start, name=name)
-            for c, cname in enumerate(class_names if sel else []):
-                with warnings.catch_warnings():  # a class without wrong labels: NaN, no warning
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    cell = {k: np.nanmean([r["det_by_class"][c][k] for r in sel]) for k in (
-                        "n", "wrong", "flagged", "w_right", "w_wrong", "auc")}
-                out.append(f"| {start} | {name} | {cname} | {cell['n']:.0f} | "
-                           f"{100 * cell['wrong']:.0f}% | {100 * cell['flagged']:.0f}% | "
-                           f"{cell['w_right']:.2f} / {cell['w_wrong']:.2f} | {cell['auc']:.2f} |")
+        for labels, noise in PROTOCOLS[:2]:
+            for name in GRID_NAMES[(labels, noise)]:
+                sel = _select(rows, start=start, labels=labels, noise=noise, name=name)
+                if sel:
+                    tag = "FER2013" if labels == "fer2013" else f"FER+ + {100 * noise:.0f}% flips"
+                    cells = [_class_cell([r["det_by_class"][c] for r in sel])
+                             for c in range(len(class_names))]
+                    out.append(f"| {start} | {tag} | {name} | {len(sel)} | "
+                               + " | ".join(cells) + " |")
     return out
+
+
+def _class_cell(per_seed: list[dict[str, float]]) -> str:
+    """'flagged / wrong, AUC' of one class, mean over seeds (AUC '-' where never defined)."""
+    with warnings.catch_warnings():  # a class without wrong labels: NaN, no warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        m = {k: np.nanmean([d[k] for d in per_seed]) for k in ("flagged", "wrong", "auc")}
+    auc = "-" if np.isnan(m["auc"]) else f"{m['auc']:.2f}"
+    return f"{100 * m['flagged']:.0f} / {100 * m['wrong']:.0f}, {auc}"
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
