@@ -75,6 +75,11 @@ class FitReport:
         Per-class acceptance of the miner in this update.
     per_class_fallback : list of int
         With ``per_class``: classes that used the global fit.
+    flagged_classes : list of int
+        Classes with at least ``min_class_samples`` recorded samples whose every sample has
+        w < 0.5 after the fit: there w tells the class apart from the others (a class the model
+        cannot yet predict), not its right labels from its wrong ones, and the weighted loss
+        drops the class ([When w flags whole classes][whole-classes]). A warning says so.
     """
 
     epoch: int
@@ -92,6 +97,7 @@ class FitReport:
     last_accepted_epoch: int | None
     classes_accepted: list[bool] = field(default_factory=list)
     per_class_fallback: list[int] = field(default_factory=list)
+    flagged_classes: list[int] = field(default_factory=list)
     alphas: list[float] = field(default_factory=list)
     betas: list[float] = field(default_factory=list)
 
@@ -343,6 +349,7 @@ class NoiseModel:
                 stacklevel=2,
             )
 
+        flagged = self._whole_classes_flagged(labels, self._w[seen_idx]) if accepted else []
         self._probs.zero_()
         self._count.zero_()
         self._labels.fill_(-1)  # stale labels would win the next all-reduce's maximum
@@ -365,7 +372,24 @@ class NoiseModel:
             last_accepted_epoch=self.last_accepted_epoch,
             classes_accepted=[bool(v) for v in self.miner.accepted_],
             per_class_fallback=fallback,
+            flagged_classes=flagged,
         )
+
+    def _whole_classes_flagged(self, labels: torch.Tensor, w: torch.Tensor) -> list[int]:
+        """Classes with >= ``min_class_samples`` samples all at w < 0.5 (FitReport), warned."""
+        n = torch.bincount(labels, minlength=self.num_classes)
+        kept = torch.bincount(labels, weights=(w >= 0.5).float(), minlength=self.num_classes)
+        flagged = ((n >= self.min_class_samples) & (kept == 0)).nonzero().flatten().tolist()
+        if flagged:
+            warnings.warn(
+                f"NoiseModel.fit: every sample labelled with class(es) {flagged} has w < 0.5: w "
+                "separates these classes from the others, not their right labels from their "
+                "wrong ones, and the weighted loss drops them (see docs/method.md, 'When w "
+                "flags whole classes')",
+                UserWarning,
+                stacklevel=3,
+            )
+        return flagged
 
     # ------------------------------------------------------------------ serving
     def weights(self, indices: torch.Tensor) -> torch.Tensor:

@@ -54,7 +54,7 @@ def test_record_by_index_survives_shuffled_order():
     np.testing.assert_allclose(a.clean_probability.numpy(), expected, atol=1e-4)
     w = a.weights(torch.arange(N))
     assert w[~flip].mean() > 0.8 and w[flip].mean() < 0.2
-    assert ra.n_seen == N
+    assert ra.n_seen == N and ra.flagged_classes == []
     assert ra.as_dict()["epoch"] == 1
     cosine = probs[torch.arange(N), labels] / probs.norm(dim=1)
     torch.testing.assert_close(a.signal_, cosine, rtol=0, atol=1e-6)
@@ -151,6 +151,24 @@ def test_per_class_and_loss_signal():
         assert report.accepted
         w = nm.clean_probability
         assert w[~flip].mean() > 0.8 and w[flip].mean() < 0.2
+
+
+def test_a_class_the_model_cannot_predict_is_reported_flagged_whole():
+    # the model never predicts class 3: every label 3, right or wrong, looks wrong
+    labels, probs, _ = separated_epoch()
+    hard = labels == 3
+    logits = torch.randn(int(hard.sum()), C, generator=torch.Generator().manual_seed(1))
+    logits[:, 3] -= 4.0
+    probs[hard] = logits.softmax(1)
+    nm = NoiseModel(N, C)
+    record_all(nm, labels, probs)
+    with pytest.warns(UserWarning, match=r"every sample labelled with class\(es\) \[3\]"):
+        report = nm.fit(1)
+    assert report.accepted and report.flagged_classes == [3]
+    assert (nm.clean_probability[hard] < 0.5).all()
+    small = NoiseModel(N, C, min_class_samples=int(hard.sum()) + 1)  # too small to judge
+    record_all(small, labels, probs)
+    assert small.fit(1).flagged_classes == []
 
 
 def test_state_dict_round_trip(tmp_path):

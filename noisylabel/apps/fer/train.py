@@ -371,6 +371,7 @@ def _noise_model_row(report: FitReport, noise_model: NoiseModel, true_noisy: tor
         "miner_accepted": int(sum(report.classes_accepted)),
         "mean_w": report.mean_w,
         "frac_w_below_half": report.frac_noisy,
+        "classes_all_flagged": "/".join(CLASS_NAMES[c] for c in report.flagged_classes),
     })
     w = noise_model.clean_probability.float().cpu()
     clean = ~true_noisy
@@ -618,6 +619,8 @@ def _epoch_line(row: dict[str, Any]) -> str:
     for key, name in (("noise_auc", "AUC(w)"), ("signal_auc", "AUC(S)")):
         if key in row and not math.isnan(row[key]):
             parts.append(f"{name} {row[key]:.3f}")
+    if row.get("classes_all_flagged"):  # docs/method.md, "When w flags whole classes"
+        parts.append(f"w < 0.5 on every {row['classes_all_flagged']} label")
     parts.append(f"{row['img_per_s']:.0f} img/s")
     return "  ".join(parts)
 
