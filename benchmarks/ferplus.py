@@ -450,10 +450,12 @@ def _w_by_class_table(rows: list[dict[str, Any]], class_names: list[str]) -> lis
 
 
 def _class_cell(per_seed: list[dict[str, float]]) -> str:
-    """'flagged / wrong, AUC' of one class, mean over seeds (AUC '-' where never defined)."""
+    """'flagged / wrong, AUC' of one class, mean over seeds ('-' where never defined)."""
     with warnings.catch_warnings():  # a class without wrong labels: NaN, no warning
         warnings.simplefilter("ignore", RuntimeWarning)
         m = {k: np.nanmean([d[k] for d in per_seed]) for k in ("flagged", "wrong", "auc")}
+    if np.isnan(m["flagged"]):  # no label of the class in the training set
+        return "-"
     auc = "-" if np.isnan(m["auc"]) else f"{m['auc']:.2f}"
     return f"{100 * m['flagged']:.0f} / {100 * m['wrong']:.0f}, {auc}"
 
