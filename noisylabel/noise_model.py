@@ -79,7 +79,8 @@ class FitReport:
         Classes with at least ``min_class_samples`` recorded samples whose every sample has
         w < 0.5 after the fit: there w tells the class apart from the others (a class the model
         cannot yet predict), not its right labels from its wrong ones, and the weighted loss
-        drops the class ([When w flags whole classes][whole-classes]). A warning says so.
+        drops the class ([When w flags whole classes][whole-classes]). Checked on the w in
+        use after every fit, adopted or not; a warning says so when the set changes.
     """
 
     epoch: int
@@ -197,6 +198,7 @@ class NoiseModel:
         self.per_class = per_class
         self.monotone = monotone
         self.min_class_samples = min_class_samples
+        self._last_flagged: list[int] = []  # FitReport.flagged_classes of the last fit
         self.mixture_kwargs = dict(mixture_kwargs or {})
         self.device = torch.device(device)
         self.miner = ClassDistributionMiner(num_classes, t=t, rule=mining_rule, margin=mining_margin)
@@ -349,7 +351,7 @@ class NoiseModel:
                 stacklevel=2,
             )
 
-        flagged = self._whole_classes_flagged(labels, self._w[seen_idx]) if accepted else []
+        flagged = self._whole_classes_flagged(labels, self._w[seen_idx])
         self._probs.zero_()
         self._count.zero_()
         self._labels.fill_(-1)  # stale labels would win the next all-reduce's maximum
@@ -376,11 +378,14 @@ class NoiseModel:
         )
 
     def _whole_classes_flagged(self, labels: torch.Tensor, w: torch.Tensor) -> list[int]:
-        """Classes with >= ``min_class_samples`` samples all at w < 0.5 (FitReport), warned."""
+        """Classes with >= ``min_class_samples`` samples all at w < 0.5 (FitReport); warned
+        when they differ from the last fit's (not every epoch)."""
         n = torch.bincount(labels, minlength=self.num_classes)
         kept = torch.bincount(labels, weights=(w >= 0.5).float(), minlength=self.num_classes)
         flagged = ((n >= self.min_class_samples) & (kept == 0)).nonzero().flatten().tolist()
-        if flagged:
+        warn = flagged and flagged != self._last_flagged
+        self._last_flagged = flagged
+        if warn:
             warnings.warn(
                 f"NoiseModel.fit: every sample labelled with class(es) {flagged} has w < 0.5: w "
                 "separates these classes from the others, not their right labels from their "

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import socket
+import warnings
 
 import numpy as np
 import pytest
@@ -166,6 +167,10 @@ def test_a_class_the_model_cannot_predict_is_reported_flagged_whole():
         report = nm.fit(1)
     assert report.accepted and report.flagged_classes == [3]
     assert (nm.clean_probability[hard] < 0.5).all()
+    record_all(nm, labels, probs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same classes again: reported, not warned again
+        assert nm.fit(2).flagged_classes == [3]
     small = NoiseModel(N, C, min_class_samples=int(hard.sum()) + 1)  # too small to judge
     record_all(small, labels, probs)
     assert small.fit(1).flagged_classes == []
