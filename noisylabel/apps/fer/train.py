@@ -420,8 +420,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     seed_everything(cfg.seed)
     generators = make_generators(cfg.seed, rt.device, rt.rank)
     data = prepare_data(cfg, rt.device)
-    trained = _build_training(cfg, rt, data.n_train, load_pretrained=ckpt is None)
-    model, optimizer, scheduler, _, noise_model = trained
+    model, optimizer, scheduler, noise_model = _build_training(
+        cfg, rt, data.n_train, load_pretrained=ckpt is None)
+    trained = (model, optimizer, scheduler, rt.scaler, noise_model)
     sha = ckpt["backbone_sha256"] if ckpt is not None else model.backbone_sha256
     regime = describe_start(cfg.pretrained, sha)
     augment = make_augment(cfg.augment)
@@ -471,10 +472,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
 def _build_training(cfg: TrainConfig, rt: Runtime, n_train: int, load_pretrained: bool
                     ) -> tuple[FERNet, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler,
-                               Any, NoiseModel | None]:
-    """What a run trains and whose state its checkpoint holds: the model on ``rt.device``, Adam
-    over its trainable parameters, the exponential learning-rate schedule, the AMP grad scaler
-    and (``full`` only) the noise model."""
+                               NoiseModel | None]:
+    """What a run trains: the model on ``rt.device``, Adam over its trainable parameters, the
+    exponential learning-rate schedule and (``full`` only) the noise model."""
     model = build_model(cfg, load_pretrained=load_pretrained).to(rt.device)
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -485,7 +485,7 @@ def _build_training(cfg: TrainConfig, rt: Runtime, n_train: int, load_pretrained
         n_train, cfg.num_classes, signal=cfg.signal, t=cfg.t, mining_rule=cfg.mining_rule,
         warmup=cfg.warmup, gate=cfg.gate, per_class=cfg.per_class, monotone=cfg.monotone,
         device=rt.device)
-    return model, optimizer, scheduler, rt.scaler, noise_model
+    return model, optimizer, scheduler, noise_model
 
 
 def _find_checkpoint(cfg: TrainConfig, path: Path, rt: Runtime) -> dict[str, Any] | None:
