@@ -80,31 +80,44 @@ def _check_sha(image: Path, expected: str) -> None:
                          f"{expected[:12]}... (another copy of CK+48?)")
 
 
-def _link_folders(view: Path, source: Path, parts: dict[str, list[dict[str, str]]]) -> None:
-    """Class folders ``view/<part>/<class>/`` of symbolic links into ``source``."""
+RAFDB_LABEL = {"surprise": 1, "fear": 2, "disgust": 3, "happy": 4, "sadness": 5, "anger": 6}
+"""CK+48 class -> RAF-DB label number (RAF-DB's 7th class, Neutral, is not in CK+48)."""
+
+
+def _write_rafdb_view(view: Path, source: Path, parts: dict[str, list[dict[str, str]]]) -> None:
+    """A RAF-DB layout under ``view`` (``EmoLabel/list_patition_label.txt``, images in
+    ``Image/aligned/`` as symbolic links into ``source``), written once."""
+    from noisylabel.apps.fer.layouts import IMAGE_DIR, LABEL_FILE
+
+    if (view / LABEL_FILE).is_file():
+        return
+    lines = []
     for part, rows in parts.items():
         for r in rows:
-            link = view / part / r["label"] / Path(r["path"]).name
+            stem = Path(r["path"]).stem
+            link = view / IMAGE_DIR / f"{part}_{stem}_aligned.png"
             link.parent.mkdir(parents=True, exist_ok=True)
-            if not link.exists():
-                target = (source / r["path"]).resolve()
-                _check_sha(target, r["sha256"])
-                link.symlink_to(target)
+            target = (source / r["path"]).resolve()
+            _check_sha(target, r["sha256"])
+            link.symlink_to(target)
+            lines.append(f"{part}_{stem}.png {RAFDB_LABEL[r['label']]}\n")
+    (view / LABEL_FILE).parent.mkdir(parents=True, exist_ok=True)
+    (view / LABEL_FILE).write_text("".join(lines))
 
 
 def make_views(ckplus: Path, split_file: Path, work: Path) -> dict[str, str]:
-    """The two protocols as class-folder views (``train/`` and ``test/``) under ``work``:
-    ``test`` (training subjects / test subjects) and ``valid`` (four fifths of the training
-    subjects / the other fifth, seeded)."""
+    """The two protocols as RAF-DB-layout views under ``work``: ``test`` (training subjects /
+    test subjects) and ``valid`` (four fifths of the training subjects / the other fifth,
+    seeded)."""
     rows = read_split(split_file)
     train = [r for r in rows if r["split"] == "train"]
     subjects = sorted({r["subject"] for r in train})
     rng = np.random.default_rng(SPLIT_SEED)
     held = set(np.asarray(subjects)[rng.permutation(len(subjects))[:len(subjects) // 5]])
     views = {"test": work / "view-test", "valid": work / "view-valid"}
-    _link_folders(views["test"], ckplus, {
+    _write_rafdb_view(views["test"], ckplus, {
         "train": train, "test": [r for r in rows if r["split"] == "test"]})
-    _link_folders(views["valid"], ckplus, {
+    _write_rafdb_view(views["valid"], ckplus, {
         "train": [r for r in train if r["subject"] not in held],
         "test": [r for r in train if r["subject"] in held]})
     return {k: str(v) for k, v in views.items()}
@@ -141,3 +154,365 @@ def pretrain_faces(view: Path, work: Path, profile: dict[str, Any]) -> str:
         print(f"pretrained on FER2013Train (FER2013 labels): FER2013Test accuracy "
               f"{100 * result['test_acc']:.1f}%", flush=True)
     return str(out)
+
+
+# ----------------------------------------------------------------------------- variants
+
+VARIANTS: dict[str, dict[str, Any]] = {  # benchmark name -> TrainConfig overrides
+    "baseline": {"variant": "baseline"},
+    "aea": {"variant": "aea"},
+    "full": {"variant": "full"},
+    "full-exact": {"variant": "full", "paper_exact": True},
+    # where the gain is lost: one piece of `full` changed at a time
+    "full-oracle": {"variant": "full"},  # w = 1 on the truly clean labels, 0 on the flipped
+    "full-onehot": {"variant": "full", "class_targets": "onehot"},
+    "full-nominer": {"variant": "full", "class_targets": "smoothed"},
+    "full-qtarget": {"variant": "full", "q_from": "target"},
+    "full-nomu1": {"variant": "full", "aux_decay": False},
+    "full-klce": {"variant": "full", "target_loss": "kl+ce"},
+    "full-wce": {"variant": "full", "target_loss": "wce"},
+    "full-batchanchor": {"variant": "full", "anchor_inference": "batch"},
+    "clean-only": {"variant": "baseline"},  # baseline on the unflipped labels only
+}
+ORACLES = ("full-oracle", "clean-only")
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "cpu": {"image_size": 48, "epochs": 30, "batch_size": 32, "pretrain_epochs": 4},
+    "quick": {"image_size": 16, "epochs": 2, "batch_size": 16, "pretrain_epochs": 1},
+}
+
+
+def job_key(job: dict[str, Any]) -> str:
+    return (f"{job['protocol']}/{job['start']}/e{job['epochs']}/noise{job['noise']:.2f}/"
+            f"{job['name']}/seed{job['seed']}")
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+def _config(job: dict[str, Any], out: str, data: str) -> Any:
+    from noisylabel.apps.fer.train import TrainConfig
+
+    return TrainConfig(
+        data=data, out=out, noise=job["noise"], seed=job["seed"], num_classes=len(CLASSES),
+        image_size=job["image_size"], epochs=job["epochs"], batch_size=job["batch_size"],
+        pretrained=job["pretrained"], device="cpu", tensorboard=False, plots=False,
+        progress=False, num_threads=job["threads"], quiet=True,
+        overwrite=True,  # a run folder without a runs.jsonl row is an interrupted run
+        **VARIANTS[job["name"]])
+
+
+def flipped_mask(cfg: Any) -> tuple[Any, Any]:
+    """(train split, flipped mask) exactly as ``train`` injects the noise of ``cfg``."""
+    from noisylabel.apps.fer.train import _noisy_labels, load_data
+
+    split = load_data(cfg)["train"]
+    return split, (_noisy_labels(cfg, split) != split.labels).numpy()
+
+
+def _clean_view(cfg: Any, dest: Path) -> str:
+    """A RAF-DB-layout view of ``cfg.data`` without the training images whose label ``cfg``
+    flips (the test split unchanged): the drop-the-flips oracle."""
+    from noisylabel.apps.fer.layouts import IMAGE_DIR, LABEL_FILE
+
+    split, flipped = flipped_mask(cfg)
+    dropped = {n for n, bad in zip(split.names, flipped, strict=True) if bad}
+    root = Path(cfg.data)
+    lines = [line for line in (root / LABEL_FILE).read_text().splitlines(keepends=True)
+             if line.split()[0] not in dropped]
+    (dest / LABEL_FILE).parent.mkdir(parents=True, exist_ok=True)
+    (dest / LABEL_FILE).write_text("".join(lines))
+    if not (dest / IMAGE_DIR).exists():
+        (dest / IMAGE_DIR).parent.mkdir(parents=True, exist_ok=True)
+        (dest / IMAGE_DIR).symlink_to((root / IMAGE_DIR).resolve())
+    return str(dest)
+
+
+def _install_oracle(cfg: Any) -> None:
+    """Make ``train``'s noise model serve w = 1 on the truly clean labels and 0 on the flipped
+    ones once its warm-up is over (detection taken out of the question; its use kept)."""
+    import torch
+
+    from noisylabel.apps.fer import train as train_module
+
+    clean = torch.as_tensor(~flipped_mask(cfg)[1], dtype=torch.float32)
+
+    class OracleNoiseModel(train_module.NoiseModel):
+        def fit(self, epoch: int):  # noqa: ANN202 (the parent's FitReport)
+            report = super().fit(epoch)
+            if epoch > self.warmup:
+                self._w.copy_(clean)
+            return report
+
+    train_module.NoiseModel = OracleNoiseModel
+
+
+def _detection(out: Path, flipped: np.ndarray) -> dict[str, Any]:
+    """The last w as a detector of the flipped labels: AUC, precision / recall / F1 of
+    ``find_noisy_labels``' rule (flagged: w < 0.5)."""
+    import torch
+
+    from noisylabel.apps.fer.report import noise_detection_auc
+
+    ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
+    if ckpt.get("noise_model") is None or not flipped.any():
+        return {}
+    w = ckpt["noise_model"]["w"].numpy()
+    flagged = w < 0.5
+    tp = float((flagged & flipped).sum())
+    prec, rec = tp / max(flagged.sum(), 1), tp / flipped.sum()
+    return {"det_auc": noise_detection_auc(w, flipped), "det_precision": prec,
+            "det_recall": rec, "det_f1": 2 * prec * rec / max(prec + rec, 1e-12)}
+
+
+TRACE_KEYS = ("test_acc", "aux_test_acc", "noise_auc", "w_mean_clean", "w_mean_noisy",
+              "miner_accepted")
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """One benchmark run in a worker process; returns the row appended to runs.jsonl."""
+    import torch
+
+    from noisylabel.apps.fer.train import train
+
+    torch.set_num_threads(job["threads"])
+    out = Path(job["out"])
+    t0 = time.perf_counter()
+    cfg = _config(job, str(out / "run"), job["data"])
+    _, flipped = flipped_mask(cfg)
+    if job["name"] == "clean-only":
+        cfg = _config(job, str(out / "run"), _clean_view(cfg, out / "view"))
+        cfg.noise = 0.0
+    elif job["name"] == "full-oracle":
+        _install_oracle(cfg)
+    result = train(cfg)
+    hist = result["history"]
+    row = {k: job[k] for k in ("protocol", "start", "epochs", "noise", "name", "seed")}
+    row.update({"key": job_key(job), "final": result["final"],
+                "last5_mean": result["last5_mean"], "best": result["best"],
+                "wall_s": time.perf_counter() - t0,
+                "trace": {k: [r.get(k) for r in hist] for k in TRACE_KEYS if k in hist[-1]}})
+    for k in ("noise_auc", "w_mean_clean", "w_mean_noisy", "aux_test_acc"):
+        row[k] = hist[-1].get(k)
+    if job["name"] != "clean-only":
+        row.update(_detection(out / "run", flipped))
+    return row
+
+
+# ----------------------------------------------------------------------------- grid and tables
+
+
+def make_jobs(args: argparse.Namespace, profile: dict[str, Any], views: dict[str, str],
+              backbone: str | None, work: Path) -> list[dict[str, Any]]:
+    jobs = []
+    for protocol in args.protocols:
+        for start in args.starts:
+            for noise in args.noises:
+                for name in args.names:
+                    if name in ORACLES and noise == 0:
+                        continue  # nothing to take out
+                    for seed in args.seeds:
+                        job = {"protocol": protocol, "start": start, "noise": noise,
+                               "name": name, "seed": seed, "data": views[protocol],
+                               "pretrained": backbone if start == "faces" else None,
+                               "threads": args.threads, "epochs": args.epochs or
+                               profile["epochs"], **{k: profile[k] for k in (
+                                   "image_size", "batch_size")}}
+                        job["out"] = str(work / "runs" / job_key(job))
+                        jobs.append(job)
+    return [j for j in jobs if not args.only or any(p in job_key(j) for p in args.only)]
+
+
+def mean_std(values: list[Any], scale: float = 100.0, digits: int = 1) -> str:
+    a = scale * np.asarray([v for v in values if v is not None], dtype=float)
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        return "-"
+    return f"{a.mean():.{digits}f}" + (f" ± {a.std(ddof=1):.{digits}f}" if a.size > 1 else "")
+
+
+def _select(rows: list[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:
+    return [r for r in rows if all(abs(r[k] - v) < 1e-9 if k == "noise" else r[k] == v
+                                   for k, v in match.items())]
+
+
+def recovered(rows: list[dict[str, Any]], name: str, noise: float, **where: Any) -> str:
+    """Share of the noise cost recovered, ``(name - baseline) / (ceiling - baseline)`` on the
+    last-5 means over seeds; the ceiling is ``baseline`` on clean labels."""
+    def mean(n: str, rate: float) -> float | None:
+        sel = _select(rows, name=n, noise=rate, **where)
+        return float(np.mean([r["last5_mean"] for r in sel])) if sel else None
+
+    base, ceiling, got = mean("baseline", noise), mean("baseline", 0.0), mean(name, noise)
+    if None in (base, ceiling, got) or noise == 0 or ceiling - base <= 0:
+        return "-"
+    return f"{100 * (got - base) / (ceiling - base):+.0f}%"
+
+
+def tables(rows: list[dict[str, Any]], profile_name: str, profile: dict[str, Any]) -> str:
+    """Markdown: accuracy by protocol x start x epochs x noise x variant; per-epoch traces."""
+    out = [f"Profile `{profile_name}`: CK+48 without contempt (6 classes), split by subject, "
+           f"{profile['image_size']} px, RandAugment. Test accuracy of the target branch (%), "
+           "mean ± std over seeds: final epoch / mean of the last 5 / best epoch (optimistic: "
+           "chosen on the evaluated split). AUC, w and F1: the last epoch's w against the "
+           "flipped labels (F1 of w < 0.5). Recovered: share of the noise cost won back, "
+           "(variant - baseline) / (clean ceiling - baseline), last-5 means.\n"]
+    groups = sorted({(r["protocol"], r["start"], r["epochs"]) for r in rows})
+    for protocol, start, epochs in groups:
+        where = {"protocol": protocol, "start": start, "epochs": epochs}
+        sel_g = _select(rows, **where)
+        split = "26 test subjects" if protocol == "test" else "validation fifth of the " \
+            "training subjects"
+        out += [f"\n#### {split}, start: {start}, {epochs} epochs\n",
+                "| noise | variant | n | final | last-5 | best (optimistic) | AUC of w | "
+                "w clean / flipped | F1 of w < 0.5 | aux branch (last) | recovered |",
+                "|---" * 11 + "|"]
+        for noise in sorted({r["noise"] for r in sel_g}):
+            for name in VARIANTS:
+                sel = _select(sel_g, noise=noise, name=name)
+                if not sel:
+                    continue
+                w = (f"{mean_std([r['w_mean_clean'] for r in sel], 1, 2)} / "
+                     f"{mean_std([r['w_mean_noisy'] for r in sel], 1, 2)}"
+                     if sel[0].get("w_mean_clean") is not None else "-")
+                out.append(
+                    f"| {100 * noise:.0f}% | {name} | {len(sel)} | "
+                    f"{mean_std([r['final'] for r in sel])} | "
+                    f"{mean_std([r['last5_mean'] for r in sel])} | "
+                    f"{mean_std([r['best'] for r in sel])} | "
+                    f"{mean_std([r.get('noise_auc') for r in sel], 1, 3)} | {w} | "
+                    f"{mean_std([r.get('det_f1') for r in sel], 1, 3)} | "
+                    f"{mean_std([r.get('aux_test_acc') for r in sel])} | "
+                    f"{recovered(sel_g, name, noise) if name != 'baseline' else '-'} |")
+    return "\n".join(out) + "\n" + trace_table(rows)
+
+
+TRACE_EPOCHS = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 25, 30, 50, 75)
+
+
+def trace_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: per-epoch test accuracy of the target (and auxiliary) branch, mean over the
+    seeds of each (protocol, start, epochs, noise, variant) with injected noise."""
+    out = ["\nPer-epoch trace (%, mean over seeds): target branch test accuracy, and for the "
+           "dual-branch runs `aux` = the auxiliary branch.\n"]
+    groups = sorted({(r["protocol"], r["start"], r["epochs"], r["noise"]) for r in rows
+                     if r["noise"] > 0})
+    for protocol, start, epochs, noise in groups:
+        ep = [e for e in TRACE_EPOCHS if e <= epochs]
+        out += [f"\n{protocol}, {start}, {epochs} epochs, {100 * noise:.0f}% noise\n",
+                "| variant | " + " | ".join(str(e) for e in ep) + " |", "|---" * (len(ep) + 1)
+                + "|"]
+        for name in VARIANTS:
+            sel = _select(rows, protocol=protocol, start=start, epochs=epochs, noise=noise,
+                          name=name)
+            for key, tag in (("test_acc", name), ("aux_test_acc", f"{name} (aux)")):
+                traces = [r["trace"][key] for r in sel if key in r.get("trace", {})]
+                if traces:
+                    m = 100 * np.mean(np.asarray(traces, dtype=float), axis=0)
+                    out.append(f"| {tag} | " + " | ".join(f"{m[e - 1]:.1f}" for e in ep) + " |")
+    return "\n".join(out) + "\n"
+
+
+def fake_ckplus(work: Path, seed: int = 0) -> tuple[Path, Path, Path, Path]:
+    """A tiny CK+48-like set (6 classes, 8 subjects, 3 frames), its split file, and a tiny
+    FER+ training folder with FER2013 labels, for --quick without data."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    root, ferplus = work / "fake-ckplus", work / "fake-ferplus"
+    rows = ["path,label,subject,split,sha256"]
+    for c, label in enumerate(CLASSES):
+        for s in range(8):
+            for frame in range(3):
+                img = np.clip(rng.normal(35 * c + 40, 20, (48, 48)), 0, 255).astype(np.uint8)
+                path = root / label / f"S{s:03d}_{c + 1:03d}_{frame:08d}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(img).save(path)
+                sha = hashlib.sha256(path.read_bytes()).hexdigest()
+                rows.append(f"{label}/{path.name},{label},S{s:03d},"
+                            f"{'test' if s >= 6 else 'train'},{sha}")
+    split = work / "fake_split.csv"
+    split.write_text("\n".join(rows) + "\n")
+    fer_rows = ["split,image,fer2013_label,ambiguous"]
+    for folder in FER2013_FOLDERS:
+        for i in range(40):
+            name = f"fer{i:07d}.png"
+            c = i % 7
+            img = np.clip(rng.normal(30 * c + 40, 20, (48, 48)), 0, 255).astype(np.uint8)
+            (ferplus / folder).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(ferplus / folder / name)
+            fer_rows.append(f"{folder},{name},class{c},0")
+    labels = work / "fake_fer2013_labels.csv"
+    labels.write_text("\n".join(fer_rows) + "\n")
+    return root, split, ferplus, labels
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckplus", type=Path, help="CK+48 root (<class>/S010_004_00000017.png)")
+    p.add_argument("--split", type=Path, help="ckplus48_split.csv (path,label,subject,split,"
+                   "sha256)")
+    p.add_argument("--ferplus", type=Path, help="FER+ layout root (FER2013Train, FER2013Test) "
+                   "for the face start")
+    p.add_argument("--fer2013-labels", type=Path, help="FER2013's labels of the FER+ images "
+                   "(split,image,fer2013_label,ambiguous)")
+    p.add_argument("--quick", action="store_true", help="tiny well-formedness check (CI)")
+    p.add_argument("--work", type=Path, default=HERE / "_work" / "ckplus")
+    p.add_argument("--jobs", type=int, default=2, help="parallel runs (default 2)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
+    p.add_argument("--protocols", nargs="+", choices=("valid", "test"), default=["test"])
+    p.add_argument("--starts", nargs="+", choices=("faces", "scratch"), default=["faces"])
+    p.add_argument("--noises", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3, 0.4])
+    p.add_argument("--names", nargs="+", choices=sorted(VARIANTS),
+                   default=["baseline", "aea", "full"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, help="epochs (default: the profile's)")
+    p.add_argument("--only", nargs="+", help="run only jobs whose key contains one of these")
+    p.add_argument("--table-only", action="store_true", help="tabulate runs.jsonl, run nothing")
+    args = p.parse_args(argv)
+    name = "quick" if args.quick else "cpu"
+    profile = PROFILES[name]
+    work = args.work / name
+    work.mkdir(parents=True, exist_ok=True)
+    if args.quick:
+        args.seeds, args.jobs, args.noises = args.seeds[:1], 1, [0.0, 0.3]
+        args.names = ["baseline", "full", "full-oracle", "clean-only"]
+        if args.ckplus is None:
+            args.ckplus, args.split, args.ferplus, args.fer2013_labels = fake_ckplus(work)
+    runs = work / "runs.jsonl"
+    done = [json.loads(line) for line in runs.read_text().splitlines()] if runs.is_file() else []
+    if not args.table_only:
+        if None in (args.ckplus, args.split) or ("faces" in args.starts and None in (
+                args.ferplus, args.fer2013_labels)):
+            p.error("--ckplus and --split are required, and --ferplus and --fer2013-labels "
+                    "for the faces start (or --quick)")
+        views = make_views(args.ckplus, args.split, work)
+        backbone = pretrain_faces(make_fer2013_view(
+            args.ferplus, args.fer2013_labels, work), work, profile) \
+            if "faces" in args.starts else None
+        finished = {r["key"] for r in done}
+        jobs = [j for j in make_jobs(args, profile, views, backbone, work)
+                if job_key(j) not in finished]
+        print(f"{len(jobs)} run(s) to do, {len(finished)} done; {args.jobs} at a time",
+              flush=True)
+        ctx = mp.get_context("spawn")
+        with cf.ProcessPoolExecutor(args.jobs, mp_context=ctx) as pool:
+            for future in cf.as_completed([pool.submit(run_job, j) for j in jobs]):
+                row = future.result()
+                done.append(row)
+                with runs.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(f"{row['key']}: final {100 * row['final']:.1f}, last-5 "
+                      f"{100 * row['last5_mean']:.1f} ({row['wall_s']:.0f} s)", flush=True)
+    dest = work if args.quick else HERE / "results"
+    dest.mkdir(exist_ok=True)
+    text = tables(done, name, profile)
+    (dest / f"ckplus_{name}.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sys.exit(main())

@@ -124,10 +124,20 @@ class TrainConfig:
         Loss-weight schedule parameter (docs/method.md, "Eq. 10-13").
     signal : {"cosine", "loss"}
         Per-sample signal the Beta mixture is fitted to.
-    target_loss : {"kl", "kl+ce"}
+    target_loss : {"kl", "kl+ce", "wce"}
         The target branch's loss: ``kl`` = KL(q || target) (the paper); ``kl+ce`` (ours) adds
         the w-weighted cross-entropy of the target branch on the given labels, normalised as
-        L1 (docs/method.md, "Our additions").
+        L1; ``wce`` is that weighted cross-entropy alone, without q (docs/method.md, "Our
+        additions").
+    class_targets : {"mined", "smoothed", "onehot"}
+        The ``D[y]`` of ``q = w D[y] + (1 - w) p``: the miner's class distributions (the
+        paper), the smoothed one-hot the miner starts from (the miner never accepts a row), or
+        the given label's one-hot (docs/method.md, "Our additions").
+    q_from : {"aux", "target"}
+        Whose detached prediction is the ``p`` of q: the auxiliary branch's (the paper) or the
+        target branch's own.
+    aux_decay : bool
+        The auxiliary loss weight ``mu1`` decays after ``beta`` (the paper); False keeps it 1.
     stats_pass : {"eval", "train"}
         Where the end-of-epoch predictions for the noise model come from: an extra eval-mode
         pass over the training set (default, as the references do): on real faces with
@@ -237,7 +247,13 @@ class TrainConfig:
                        choices=("cosine", "loss"))
     target_loss: str = _opt("kl", "target branch loss: KL(q || target) (kl, the paper) or that "
                             "plus the w-weighted CE on the given labels (kl+ce, ours)",
-                            choices=("kl", "kl+ce"))
+                            choices=("kl", "kl+ce", "wce"))
+    class_targets: str = _opt("mined", "D[y] in q = w D[y] + (1-w) p: the mined class "
+                              "distributions (the paper), the smoothed one-hot (miner off) or "
+                              "the given label's one-hot", choices=("mined", "smoothed", "onehot"))
+    q_from: str = _opt("aux", "whose detached prediction is the p in q: the auxiliary branch "
+                       "(the paper) or the target branch", choices=("aux", "target"))
+    aux_decay: bool = _opt(True, "decay the auxiliary loss weight mu1 after beta (the paper)")
     stats_pass: str = _opt("eval", "noise-model input: an extra eval-mode pass over the train set "
                            "(as the references; separates the wrong labels better under "
                            "RandAugment) or the training pass's own predictions (free)",
@@ -350,6 +366,7 @@ class TrainConfig:
             cfg.warmup, cfg.gate, cfg.monotone = 0, False, False
             cfg.per_class, cfg.mining_rule, cfg.l1_normalize = False, "absolute", "batch"
             cfg.stats_pass, cfg.target_loss = "eval", "kl"
+            cfg.class_targets, cfg.q_from, cfg.aux_decay = "mined", "aux", True
         elif cfg.warmup is None:
             cfg.warmup = math.ceil(cfg.beta)
         return cfg

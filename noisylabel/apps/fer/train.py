@@ -78,6 +78,8 @@ from noisylabel.apps.fer.report import (
     summarize_accuracy,
     write_json,
 )
+from noisylabel.correction import correct_labels
+from noisylabel.distribution import smoothed_onehot
 from noisylabel.layers import AverageAnchor
 from noisylabel.losses import soft_target_kl, weighted_cross_entropy
 from noisylabel.noise import read_noise_file, symmetric_noise
@@ -267,14 +269,28 @@ def compute_loss(outputs: FEROutput, y: torch.Tensor, idx: torch.Tensor,
     aux = outputs.aux.float()
     p = torch.softmax(aux, dim=1).detach()
     w = noise_model.weights(idx).to(device=p.device, dtype=p.dtype)
-    q = noise_model.targets(idx, y, p)
     # w and q come from the noise model, valid by construction: no per-batch host sync
     l1 = weighted_cross_entropy(aux, y, w, normalize=cfg.l1_normalize, validate=False)
-    lkld = soft_target_kl(target, q, validate=False)
-    if cfg.target_loss == "kl+ce":  # ours: the target also fits the labels the model trusts
+    lkld = torch.zeros((), device=y.device)
+    if cfg.target_loss != "wce":
+        p_q = p if cfg.q_from == "aux" else torch.softmax(target, dim=1).detach()
+        q = correct_labels(y, p_q, w, class_targets(cfg, noise_model).to(p), validate=False)
+        lkld = soft_target_kl(target, q, validate=False)
+    if cfg.target_loss != "kl":  # ours: the target also fits the labels the model trusts
         lkld = lkld + weighted_cross_entropy(target, y, w, normalize=cfg.l1_normalize,
                                              validate=False)
     return mu1 * l1 + mu2 * lkld, l1, lkld, p
+
+
+def class_targets(cfg: TrainConfig, noise_model: NoiseModel) -> torch.Tensor:
+    """The ``D`` of ``q = w D[y] + (1 - w) p`` chosen by ``cfg.class_targets``: the noise
+    model's mined class distributions, the smoothed one-hot the miner starts from
+    (``t`` on the diagonal), or the identity (the given label's one-hot), shape (C, C)."""
+    if cfg.class_targets == "mined":
+        return noise_model.class_distributions
+    if cfg.class_targets == "smoothed":
+        return torch.as_tensor(smoothed_onehot(cfg.num_classes, cfg.t), dtype=torch.float32)
+    return torch.eye(cfg.num_classes)
 
 
 def _train_step(outputs: FEROutput, idx: torch.Tensor, cfg: TrainConfig, data: TrainData,
@@ -315,6 +331,8 @@ def run_epoch(epoch: int, cfg: TrainConfig, rt: Runtime, model: FERNet, ddp: tor
               ) -> tuple[dict[str, Any], FitReport | None]:
     """Train one epoch, fit the noise model, evaluate; return the metrics row and the fit."""
     mu1, mu2 = loss_weights(epoch, beta=cfg.beta) if noise_model is not None else (1.0, 0.0)
+    if not cfg.aux_decay and noise_model is not None:
+        mu1 = 1.0
     order = distributed.shard(epoch_permutation(data.n_train, generators["order"]))  # this rank's
     step = functools.partial(_train_step, cfg=cfg, data=data, noise_model=noise_model, mu1=mu1,
                              mu2=mu2)
@@ -342,6 +360,9 @@ def run_epoch(epoch: int, cfg: TrainConfig, rt: Runtime, model: FERNet, ddp: tor
         row.update(_noise_model_row(fit, noise_model, data.true_noisy))
     row["test_acc"] = evaluate(model, data.test_images, data.test_labels, rt,
                                cfg.eval_batch_size)
+    if noise_model is not None:  # the branch that the noise model reads, for comparison
+        row["aux_test_acc"] = evaluate(model, data.test_images, data.test_labels, rt,
+                                       cfg.eval_batch_size, branch="aux")
     if data.valid is not None:  # model selection uses this split, never the test split
         row["val_acc"] = evaluate(model, data.valid.images, data.valid.labels, rt,
                                   cfg.eval_batch_size)
