@@ -64,7 +64,9 @@ def test_both_statistics_passes_feed_the_noise_model(tiny_faces: Path, tmp_path:
 
 
 def test_paper_exact_restores_the_literal_method() -> None:
-    cfg = TrainConfig(data="x", paper_exact=True, warmup=7, per_class=True).resolved()
+    cfg = TrainConfig(data="x", paper_exact=True, warmup=7, per_class=True,
+                      class_targets="onehot", q_from="target", aux_decay=False).resolved()
+    assert (cfg.class_targets, cfg.q_from, cfg.aux_decay) == ("mined", "aux", True)
     assert (cfg.warmup, cfg.gate, cfg.monotone, cfg.per_class) == (0, False, False, False)
     assert (cfg.mining_rule, cfg.l1_normalize, cfg.stats_pass) == ("absolute", "batch", "eval")
     default = TrainConfig(data="x").resolved()
@@ -120,3 +122,57 @@ def test_epoch_line_shows_a_dash_for_an_empty_group() -> None:
     line = _epoch_line(row)
     assert "w clean/noisy 0.91/-" in line and "nan" not in line and "AUC(w)" not in line
     assert "w clean/noisy 0.91/0.20" in _epoch_line({**row, "w_mean_noisy": 0.2})
+
+
+def _loss_inputs(n: int = 6, c: int = 3):
+    from noisylabel.apps.fer.model import FEROutput
+    from noisylabel.noise_model import NoiseModel
+
+    g = torch.Generator().manual_seed(0)
+    out = FEROutput(target=torch.randn(n, c, generator=g), aux=torch.randn(n, c, generator=g))
+    y = torch.arange(n) % c
+    nm = NoiseModel(n, c)
+    nm._w.copy_(torch.linspace(0.0, 1.0, n))
+    return out, y, torch.arange(n), nm
+
+
+@pytest.mark.parametrize("class_targets", ["mined", "smoothed", "onehot"])
+def test_class_targets_choose_the_d_of_q(class_targets: str) -> None:
+    from noisylabel.apps.fer.train import class_targets as pick
+    from noisylabel.apps.fer.train import compute_loss
+    from noisylabel.correction import correct_labels
+    from noisylabel.losses import soft_target_kl
+
+    out, y, idx, nm = _loss_inputs()
+    cfg = TrainConfig(data="x", num_classes=3, class_targets=class_targets, t=0.6)
+    d = pick(cfg, nm)
+    expected_d = {"mined": nm.class_distributions, "onehot": torch.eye(3),
+                  "smoothed": torch.full((3, 3), 0.2) + 0.4 * torch.eye(3)}[class_targets]
+    assert torch.allclose(d, expected_d)
+    _, _, lkld, p = compute_loss(out, y, idx, nm, 1.0, 1.0, cfg)
+    q = correct_labels(y, p, nm.weights(idx), expected_d)
+    assert torch.allclose(lkld, soft_target_kl(out.target, q))
+
+
+def test_wce_and_q_from_target_change_the_target_loss() -> None:
+    from noisylabel.apps.fer.train import compute_loss
+    from noisylabel.correction import correct_labels
+    from noisylabel.losses import soft_target_kl, weighted_cross_entropy
+
+    out, y, idx, nm = _loss_inputs()
+    w = nm.weights(idx)
+    _, _, lkld, _ = compute_loss(out, y, idx, nm, 1.0, 1.0,
+                                 TrainConfig(data="x", num_classes=3, target_loss="wce"))
+    assert torch.allclose(lkld, weighted_cross_entropy(out.target, y, w))  # no q at all
+    _, _, lkld, _ = compute_loss(out, y, idx, nm, 1.0, 1.0,
+                                 TrainConfig(data="x", num_classes=3, q_from="target"))
+    q = correct_labels(y, out.target.softmax(1), w, nm.class_distributions)
+    assert torch.allclose(lkld, soft_target_kl(out.target, q))
+
+
+def test_aux_decay_off_keeps_mu1_at_one(tiny_faces: Path, tmp_path: Path) -> None:
+    # beta 0.5: epoch 1 is past beta, where mu1 decays
+    decayed = train(_config(tiny_faces, tmp_path / "a", variant="full", beta=0.5))
+    kept = train(_config(tiny_faces, tmp_path / "b", variant="full", beta=0.5, aux_decay=False))
+    assert decayed["history"][0]["mu1"] < 1.0 == kept["history"][0]["mu1"]
+    assert 0.0 <= kept["history"][0]["aux_test_acc"] <= 1.0
