@@ -497,7 +497,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(jobs)} run(s) to do, {len(finished)} done; {args.jobs} at a time",
               flush=True)
         ctx = mp.get_context("spawn")
-        with cf.ProcessPoolExecutor(args.jobs, mp_context=ctx) as pool:
+        # one run per worker process: the oracle replaces train.NoiseModel in its process
+        with cf.ProcessPoolExecutor(args.jobs, mp_context=ctx, max_tasks_per_child=1) as pool:
             for future in cf.as_completed([pool.submit(run_job, j) for j in jobs]):
                 row = future.result()
                 done.append(row)
