@@ -172,6 +172,7 @@ VARIANTS: dict[str, dict[str, Any]] = {  # benchmark name -> TrainConfig overrid
     "full-klce": {"variant": "full", "target_loss": "kl+ce"},
     "full-wce": {"variant": "full", "target_loss": "wce"},
     "full-batchanchor": {"variant": "full", "anchor_inference": "batch"},
+    "full-perclass": {"variant": "full", "per_class": True},
     "clean-only": {"variant": "baseline"},  # baseline on the unflipped labels only
 }
 ORACLES = ("full-oracle", "clean-only")
