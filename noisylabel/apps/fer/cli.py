@@ -161,8 +161,8 @@ def _add_config_arguments(parser: argparse.ArgumentParser, config_cls: type,
 
 
 def _add_inference_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="checkpoint.pt written by train (predict: also "
-                   "model_best.pt / model_last.pt, or the run folder)")
+    p.add_argument("checkpoint", help="checkpoint.pt written by train, or its run folder "
+                   "(predict: also model_best.pt / model_last.pt)")
     p.add_argument("--device", help="cuda or cpu (default: CUDA when present)")
     p.add_argument("--batch-size", type=int, default=TrainConfig.eval_batch_size,
                    help="batch size (default %(default)s)")
@@ -414,8 +414,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     distributed.setup(resolve_device(args.device))  # under torchrun: join the process group
     main = distributed.is_main_process()
     try:
-        config = train_config_from_args(args)
-        numbered = "out" not in args._given and not config.resume
+        config, numbered = _default_folder(train_config_from_args(args), args)
         _check_before_work(config, numbered)
         with distributed.main_process_first():  # one rank generates the built-in data set
             config = built_in_data(config, backbone=args.pretrained is None)
@@ -429,6 +428,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
               "checkpoint.pt, model_last.pt, model_best.pt (with a validation split), "
               "model_card.json, plots")
     return 0
+
+
+def _default_folder(config: TrainConfig, args: argparse.Namespace) -> tuple[TrainConfig, bool]:
+    """With ``--out`` left out: ``--overwrite`` replaces the newest numbered default folder,
+    and a new run is to go to the next one (True: the command numbers it)."""
+    if "out" in args._given or config.resume:
+        return config, False
+    if config.overwrite:
+        newest = run_folder.newest(config.out) or config.out
+        return dataclasses.replace(config, out=str(newest)), False
+    return config, True
 
 
 def _check_before_work(config: TrainConfig, numbered: bool) -> None:

@@ -267,13 +267,15 @@ class TrainConfig:
     amp: bool = _opt(True, "mixed precision on CUDA")
     channels_last: bool = _opt(True, "channels_last memory format on CUDA")
     eval_batch_size: int = _opt(256, "batch size of the evaluation and statistics passes")
-    resume: bool = _opt(False, "continue the run in RUN_DIR (or --out) from its checkpoint.pt "
+    resume: bool = _opt(False, "continue the run in RUN_DIR (else --out, else the newest "
+                        "numbered default folder) from its checkpoint.pt "
                         "and with its own options (same final result as uninterrupted); options "
                         "given as well must agree, except " + ", ".join(
                             f"--{name.replace('_', '-')}" for name in sorted(RESUME_MAY_CHANGE)),
                         "RUN_DIR")
     overwrite: bool = _opt(False, "replace a run already in --out (its checkpoint, metrics, "
-                           "model files and plots); without it such a folder is refused")
+                           "model files and plots; --out left out: the newest numbered "
+                           "default folder); without it such a folder is refused")
     tensorboard: bool = _opt(True, "TensorBoard event files (needs: pip install tensorboard; "
                              "without it the run says so and config.json records false)")
     plots: bool = _opt(True, "PNG plots at the end")

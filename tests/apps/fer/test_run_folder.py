@@ -127,7 +127,7 @@ def test_a_claimed_folder_left_empty_is_removed(tmp_path: Path) -> None:
     assert not base.exists() and next_folder(base) == base
 
 
-def test_default_out_twice_gives_two_folders_and_resume_continues_the_newest(
+def test_default_out_twice_gives_two_folders_resume_and_overwrite_take_the_newest(
         tiny_faces: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = Path("runs/fer") / f"{tiny_faces.name}-baseline-noise02-seed0"
     assert cli.main(["train", "--data", str(tiny_faces), *TINY]) == 0
@@ -144,6 +144,10 @@ def test_default_out_twice_gives_two_folders_and_resume_continues_the_newest(
     assert "resuming after epoch 1" in resumed and f"outputs in {again}:" in resumed
     assert json.loads((base / "summary.json").read_text())["epochs"] == 1  # untouched
     assert json.loads((again / "summary.json").read_text())["epochs"] == 2
+    assert cli.main(["train", "--data", str(tiny_faces), *TINY, "--overwrite"]) == 0
+    assert f"removed the previous run's files from {again}" in capsys.readouterr().out
+    assert json.loads((again / "summary.json").read_text())["epochs"] == 1  # the newest, again
+    assert not base.with_name(f"{base.name}-3").exists()
     # an explicit --out keeps the refusal
     assert cli.main(["train", "--data", str(tiny_faces), *TINY, "--out", str(base)]) == 2
     assert "already holds a run" in capsys.readouterr().err
