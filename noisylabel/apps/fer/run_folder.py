@@ -1,31 +1,27 @@
 """A training run's folder, in one place: its file names, atomic writes, the new / resume /
 overwrite decision, numbered default folders and the lock a run holds while it writes.
 
-File names
-    [`CHECKPOINT`][noisylabel.apps.fer.run_folder.CHECKPOINT] and the other constants below;
-    [`RUN_FILES`][noisylabel.apps.fer.run_folder.RUN_FILES] lists every file a run writes.
-Atomic writes
-    [`atomic_write_text`][noisylabel.apps.fer.run_folder.atomic_write_text],
-    [`atomic_torch_save`][noisylabel.apps.fer.run_folder.atomic_torch_save],
-    [`write_json`][noisylabel.apps.fer.run_folder.write_json] and
-    [`atomic_output`][noisylabel.apps.fer.run_folder.atomic_output] write a temp file beside the
-    target, then ``os.replace`` it: a reader never sees a torn file.
-    [`remove_stale_temp_files`][noisylabel.apps.fer.run_folder.remove_stale_temp_files] removes
-    what a killed write left.
-The decision
-    [`decide`][noisylabel.apps.fer.run_folder.decide]: a new run, a resumed one or a replaced
-    one, never a finished run replaced unasked.
-Numbered folders
-    With ``--out`` left at its default a new run goes to the next folder of its name
-    ([`claim_next`][noisylabel.apps.fer.run_folder.claim_next]: ``...-seed0``, ``...-seed0-2``,
-    ...), and ``--resume`` continues the newest
-    ([`newest`][noisylabel.apps.fer.run_folder.newest]).
-The lock
-    [`lock`][noisylabel.apps.fer.run_folder.lock]: ``fcntl.flock`` on
-    [`LOCK`][noisylabel.apps.fer.run_folder.LOCK] in the folder, held while the run writes.
-    The operating system releases it when the process ends, however it ends, so a crash leaves
-    no stale lock; a second writer is refused with
-    [`RunFolderInUse`][noisylabel.apps.fer.run_folder.RunFolderInUse].
+- **File names**: [`CHECKPOINT`][noisylabel.apps.fer.run_folder.CHECKPOINT] and the other
+  constants below; [`RUN_FILES`][noisylabel.apps.fer.run_folder.RUN_FILES] lists every file a
+  run writes.
+- **Atomic writes**: [`atomic_write_text`][noisylabel.apps.fer.run_folder.atomic_write_text],
+  [`atomic_torch_save`][noisylabel.apps.fer.run_folder.atomic_torch_save],
+  [`write_json`][noisylabel.apps.fer.run_folder.write_json] and
+  [`atomic_output`][noisylabel.apps.fer.run_folder.atomic_output] write a temp file beside the
+  target, then ``os.replace`` it: a reader never sees a torn file.
+  [`remove_stale_temp_files`][noisylabel.apps.fer.run_folder.remove_stale_temp_files] removes
+  what a killed write left.
+- **The decision**: [`decide`][noisylabel.apps.fer.run_folder.decide]: a new run, a resumed
+  one or a replaced one; a finished run is never replaced unasked.
+- **Numbered folders**: with ``--out`` left at its default a new run goes to the next folder
+  of its name ([`claim_next`][noisylabel.apps.fer.run_folder.claim_next]: ``...-seed0``,
+  ``...-seed0-2``, ...), and ``--resume`` continues the newest
+  ([`newest`][noisylabel.apps.fer.run_folder.newest]).
+- **The lock**: [`lock`][noisylabel.apps.fer.run_folder.lock], ``fcntl.flock`` on
+  [`LOCK`][noisylabel.apps.fer.run_folder.LOCK] in the folder, held while the run writes. The
+  operating system releases it when the process ends, however it ends, so a crash leaves no
+  stale lock; a second writer is refused with
+  [`RunFolderInUse`][noisylabel.apps.fer.run_folder.RunFolderInUse].
 
 This module imports torch only to save a tensor file, so ``noisylabel-fer --help`` stays fast.
 """

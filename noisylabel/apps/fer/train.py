@@ -1,7 +1,10 @@
 """Train a Table I variant on a FER data set with injected (or given) label noise.
 
-Read [`train`][noisylabel.apps.fer.train.train] top to bottom: runtime, seed, data, model,
-optimiser, then per epoch ([`run_epoch`][noisylabel.apps.fer.train.run_epoch])
+Read [`train`][noisylabel.apps.fer.train.train] top to bottom: runtime, the run folder's lock
+([`run_folder`][noisylabel.apps.fer.run_folder]), seed, data, the
+[`TrainingState`][noisylabel.apps.fer.train.TrainingState] (model, optimiser, noise model, ...;
+new or restored from the checkpoint), then per epoch
+([`run_epoch`][noisylabel.apps.fer.train.run_epoch])
 
 1. a training pass ([`train_one_epoch`][noisylabel.apps.fer.engine.train_one_epoch]) over an
    in-memory permutation of (index, uint8 image, noisy label) batches, augmented on the device;
@@ -580,8 +583,9 @@ def _train_locked(cfg: TrainConfig, rt: Runtime, started: float) -> dict[str, An
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         epoch_start = time.perf_counter()
         row, fit = run_epoch(epoch, cfg, rt, state, data)
-        _check_finite_epoch(row, state.model, epoch)  # before the checkpoint: the last good
-        state.history.append(row)  # one stays
+        # checked before the checkpoint is written, so the last good one stays
+        _check_finite_epoch(row, state.model, epoch)
+        state.history.append(row)
         state.scheduler.step()
         rng = rng_state(state.generators)
         rng["augment_ranks"] = distributed.all_gather_object(
