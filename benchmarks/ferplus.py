@@ -103,7 +103,7 @@ def _write_view(view: Path, source: Path, rows_by_folder: dict[str, list[str]]) 
 def _write_if_changed(path: Path, text: str) -> None:
     """Replace ``path`` atomically, and only when its text changes: a benchmark started beside a
     running one (other ``--only`` jobs) never shows that one's runs a truncated label file."""
-    from noisylabel.apps.fer.report import atomic_write_text
+    from noisylabel.apps.fer.run_folder import atomic_write_text
 
     if not path.is_file() or path.read_text() != text:
         atomic_write_text(path, text)
@@ -199,9 +199,10 @@ def _config(job: dict[str, Any], out: str, train_labels: str, variant: str = "")
 def _evaluate(out: str, data: str, image_size: int) -> tuple[np.ndarray, np.ndarray]:
     """(true, predicted) test labels of the run's last checkpoint."""
     from noisylabel.apps.fer.ferplus import load_ferplus
+    from noisylabel.apps.fer.run_folder import CHECKPOINT
     from noisylabel.apps.fer.train import TrainConfig, build_model, load_checkpoint, predict_probs
 
-    ckpt = load_checkpoint(Path(out) / "checkpoint.pt")
+    ckpt = load_checkpoint(Path(out) / CHECKPOINT)
     model = build_model(TrainConfig.from_dict(ckpt["config"]), load_pretrained=False)
     model.load_state_dict(ckpt["model"])
     test = load_ferplus(data, "test", image_size)
@@ -218,8 +219,9 @@ def _detection(out: str, job: dict[str, Any]) -> dict[str, float]:
     from noisylabel.apps.fer.classes import CLASS_NAMES
     from noisylabel.apps.fer.ferplus import load_ferplus
     from noisylabel.apps.fer.report import detection_by_class, noise_detection_auc
+    from noisylabel.apps.fer.run_folder import CHECKPOINT
 
-    ckpt = torch.load(Path(out) / "checkpoint.pt", map_location="cpu", weights_only=True)
+    ckpt = torch.load(Path(out) / CHECKPOINT, map_location="cpu", weights_only=True)
     if ckpt.get("noise_model") is None:
         return {}
     w = ckpt["noise_model"]["w"].numpy()
@@ -276,9 +278,10 @@ def _fold_probs(out: str, job: dict[str, Any], names: list[str]) -> np.ndarray:
     import torch
 
     from noisylabel.apps.fer.ferplus import load_ferplus
+    from noisylabel.apps.fer.run_folder import CHECKPOINT
     from noisylabel.apps.fer.train import TrainConfig, build_model, load_checkpoint, predict_probs
 
-    ckpt = load_checkpoint(Path(out) / "checkpoint.pt")
+    ckpt = load_checkpoint(Path(out) / CHECKPOINT)
     model = build_model(TrainConfig.from_dict(ckpt["config"]), load_pretrained=False)
     model.load_state_dict(ckpt["model"])
     split = load_ferplus(job["data"], "train", job["image_size"])

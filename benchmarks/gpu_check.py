@@ -113,6 +113,8 @@ def ferplus_runs(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
 def torchrun_run(size: dict[str, Any], out: Path, device: str) -> dict[str, Any]:
     """Part 3: ``noisylabel-fer train`` under ``torchrun --nproc_per_node 1``."""
+    from noisylabel.apps.fer.run_folder import SUMMARY
+
     data = next(out.glob("synthetic-*"))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
            "-m", "noisylabel.apps.fer.cli", "train", "--data", str(data), "--noise", "0.3",
@@ -121,7 +123,7 @@ def torchrun_run(size: dict[str, Any], out: Path, device: str) -> dict[str, Any]
            "--no-plots", "--no-progress", "--no-tensorboard"]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
-    summary = json.loads((out / "torchrun" / "summary.json").read_text())
+    summary = json.loads((out / "torchrun" / SUMMARY).read_text())
     return {"part": "torchrun 1 process", "wall_s": time.perf_counter() - t0,
             "final": summary["final"]}
 

@@ -28,17 +28,19 @@ defined there only. Building the parser imports neither torch nor timm.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import errno
 import sys
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from noisylabel._version import __version__
 from noisylabel.apps.fer import config as fer_config
+from noisylabel.apps.fer import run_folder
 from noisylabel.apps.fer.config import (
     PRETRAIN_PRESETS,
     TRAIN_PRESETS,
@@ -47,7 +49,8 @@ from noisylabel.apps.fer.config import (
     cache_home,
 )
 
-__all__ = ["main", "build_parser", "synthetic_root", "train_config_from_args"]
+__all__ = ["main", "build_parser", "synthetic_root", "train_config_from_args",
+           "resume_config_from_args", "built_in_data"]
 
 
 def synthetic_root(settings: dict[str, Any] | None = None) -> Path:
@@ -158,8 +161,8 @@ def _add_config_arguments(parser: argparse.ArgumentParser, config_cls: type,
 
 
 def _add_inference_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="checkpoint.pt written by train (predict: also "
-                   "model_best.pt / model_last.pt, or the run folder)")
+    p.add_argument("checkpoint", help="checkpoint.pt written by train, or its run folder "
+                   "(predict: also model_best.pt / model_last.pt)")
     p.add_argument("--device", help="cuda or cpu (default: CUDA when present)")
     p.add_argument("--batch-size", type=int, default=TrainConfig.eval_batch_size,
                    help="batch size (default %(default)s)")
@@ -253,14 +256,27 @@ def _fmt_rate(rate: float) -> str:
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Turn ``train`` arguments into a [`TrainConfig`][noisylabel.apps.fer.config.TrainConfig].
+    """Turn ``train`` arguments into a [`TrainConfig`][noisylabel.apps.fer.config.TrainConfig];
+    parsing only: nothing is generated, trained, created or checked on disk.
 
     Options left out take the preset's values: ``--preset``, else ``synthetic-cpu`` without
-    ``--data`` and ``rafdb-paper`` with it. Without ``--data`` the built-in data set is
-    generated here, and (unless ``--pretrained`` is given) its backbone pretrained once. The
-    options and paths are checked before that work starts. ``--resume`` takes the run's own
-    configuration from its checkpoint
+    ``--data`` and ``rafdb-paper`` with it. Without ``--data``, ``data`` stays empty (and
+    ``pretrained`` None unless given): the command fills them in after the checks
+    ([`built_in_data`][noisylabel.apps.fer.cli.built_in_data]). ``--out`` left out is the
+    default folder's name, ``out/<data>-<variant>-noise<rate>-seed<seed>``, which the command
+    numbers ([`claim_next`][noisylabel.apps.fer.run_folder.claim_next]). ``--resume`` takes
+    the run's own configuration from its checkpoint
     ([`resume_config_from_args`][noisylabel.apps.fer.cli.resume_config_from_args]).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``build_parser().parse_args(["train", ...])``.
+
+    Returns
+    -------
+    TrainConfig
+        The run's options.
     """
     given = {name: getattr(args, name) for name in args._given}
     if given.get("resume"):
@@ -272,25 +288,44 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         options["noise"] = 0.0
     if "out" not in given:
         options["out"] = _default_out(options, synthetic)
-    pretrained = options.get("pretrained")
-    no_backbone = pretrained is None or str(pretrained).lower() == "none"
-    probe = _config(options, pretrained=None if no_backbone else pretrained)  # the values
-    if synthetic:  # and the paths, before the data set and the backbone are made
-        probe.check_paths()  # (train() checks them too: with --data, nothing comes before it)
-        options["data"] = str(synthetic_root())
-        if pretrained is None:  # the paper's regime: a face-pretrained trunk
-            from noisylabel.apps.fer.pretrain import synthetic_backbone
-
-            options["pretrained"] = str(synthetic_backbone(
-                fer_config.SYNTHETIC_DEFAULTS, cache_home(),  # the SYNTHETIC_BACKBONE settings
-                progress=options.get("progress", True), quiet=options.get("quiet", False)))
-    if not synthetic and pretrained is None:
+    if not synthetic and options.get("pretrained") is None:
         print("note: no --pretrained backbone: training from random initialisation. The paper "
               "starts from resnet18_msceleb.pth; pass --pretrained FILE (or 'none' to silence)",
               file=sys.stderr)
-    if str(options.get("pretrained", "none")).lower() == "none":
+    if str(options.get("pretrained")).lower() == "none":
         options["pretrained"] = None
     return _config(options)
+
+
+def built_in_data(config: TrainConfig, backbone: bool) -> TrainConfig:
+    """``config`` on the built-in synthetic faces when it names no ``data``: the data set is
+    generated once into [`cache_home`][noisylabel.apps.fer.config.cache_home]
+    ([`synthetic_root`][noisylabel.apps.fer.cli.synthetic_root]) and, with ``backbone``, a
+    backbone pretrained once on the expressions of other synthetic faces (the paper's regime:
+    a face-pretrained trunk; [`synthetic_backbone`][noisylabel.apps.fer.pretrain.synthetic_backbone]).
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The parsed options ([`train_config_from_args`][noisylabel.apps.fer.cli.train_config_from_args]).
+    backbone : bool
+        Pretrain (or reuse) the built-in backbone: ``--pretrained`` was left out.
+
+    Returns
+    -------
+    TrainConfig
+        ``config`` itself when it names ``data``; else with ``data`` (and ``pretrained``).
+    """
+    if config.data:
+        return config
+    data = str(synthetic_root())
+    if not backbone:
+        return dataclasses.replace(config, data=data)
+    from noisylabel.apps.fer.pretrain import synthetic_backbone
+
+    pretrained = synthetic_backbone(fer_config.SYNTHETIC_DEFAULTS, cache_home(),  # the
+                                    progress=config.progress, quiet=config.quiet)  # defaults
+    return dataclasses.replace(config, data=data, pretrained=str(pretrained))
 
 
 def _config(options: dict[str, Any], **changes: Any) -> TrainConfig:
@@ -320,8 +355,9 @@ def _default_out(options: dict[str, Any], synthetic: bool) -> str:
 def resume_config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The configuration of ``train --resume [RUN_DIR]``: the checkpoint's own.
 
-    The run folder is RUN_DIR, else ``--out``, else the folder the given options name by
-    default. Options given as well must agree with the checkpoint's (paths as resolved paths)
+    The run folder is RUN_DIR, else ``--out``, else the newest of the numbered folders the given
+    options name by default ([`newest`][noisylabel.apps.fer.run_folder.newest]). Options given
+    as well must agree with the checkpoint's (paths as resolved paths)
     or be among those that may change
     ([`RESUME_MAY_CHANGE`][noisylabel.apps.fer.config.RESUME_MAY_CHANGE]), which then apply.
 
@@ -340,12 +376,9 @@ def resume_config_from_args(args: argparse.Namespace) -> TrainConfig:
         raise ValueError(f"--resume {run_dir} and --out {given['out']} name different folders; "
                          "give one of them")
     if run_dir is None:
-        synthetic = not given.get("data")
-        preset = args.preset or ("synthetic-cpu" if synthetic else "rafdb-paper")
-        run_dir = given.get("out") or _default_out({**TRAIN_PRESETS[preset], **given}, synthetic)
-    probe = TrainConfig(data="", out=run_dir, resume=True)
-    probe.check_run_folder()
-    saved = load_checkpoint(Path(run_dir) / "checkpoint.pt", mmap=True)["config"]
+        run_dir = given.get("out") or _newest_default_folder(args, given)
+    run_folder.decide(run_dir, resume=True, overwrite=False)
+    saved = load_checkpoint(Path(run_dir) / run_folder.CHECKPOINT, mmap=True)["config"]
     changes, conflicts = {}, []
     for name, value in given.items():
         if name in ("resume", "out"):
@@ -363,7 +396,17 @@ def resume_config_from_args(args: argparse.Namespace) -> TrainConfig:
     return _config({**saved, **changes, "out": str(run_dir), "resume": True, "overwrite": False})
 
 
+def _newest_default_folder(args: argparse.Namespace, given: dict[str, Any]) -> str:
+    """``--resume`` without a folder: the newest numbered folder the options name by default
+    (the unnumbered name when there is none, for the message)."""
+    synthetic = not given.get("data")
+    preset = args.preset or ("synthetic-cpu" if synthetic else "rafdb-paper")
+    base = _default_out({**TRAIN_PRESETS[preset], **given}, synthetic)
+    return str(run_folder.newest(base) or base)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
+    """``noisylabel-fer train``: parse, check, make the built-in data, place, train."""
     from noisylabel.apps.fer import distributed
     from noisylabel.apps.fer.engine import resolve_device
     from noisylabel.apps.fer.train import train
@@ -371,10 +414,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     distributed.setup(resolve_device(args.device))  # under torchrun: join the process group
     main = distributed.is_main_process()
     try:
+        config, numbered = _default_folder(train_config_from_args(args), args)
+        _check_before_work(config, numbered)
         with distributed.main_process_first():  # one rank generates the built-in data set
-            config = train_config_from_args(args)
-        args._run_dir = config.out  # for the message on Ctrl-C
-        result = train(config)
+            config = built_in_data(config, backbone=args.pretrained is None)
+        with _new_numbered_folder(config, numbered) as config:
+            args._run_dir = config.out  # for the message on Ctrl-C
+            result = train(config)
     finally:
         distributed.teardown()
     if main:
@@ -384,12 +430,47 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_folder(config: TrainConfig, args: argparse.Namespace) -> tuple[TrainConfig, bool]:
+    """With ``--out`` left out: ``--overwrite`` replaces the newest numbered default folder,
+    and a new run is to go to the next one (True: the command numbers it)."""
+    if "out" in args._given or config.resume:
+        return config, False
+    if config.overwrite:
+        newest = run_folder.newest(config.out) or config.out
+        return dataclasses.replace(config, out=str(newest)), False
+    return config, True
+
+
+def _check_before_work(config: TrainConfig, numbered: bool) -> None:
+    """The options' paths, before the data set or the backbone is made (``train`` checks them
+    again); a ``numbered`` run is checked in the folder it would get now."""
+    out = run_folder.next_folder(config.out) if numbered else config.out
+    dataclasses.replace(config, out=str(out)).check_paths()
+
+
+@contextlib.contextmanager
+def _new_numbered_folder(config: TrainConfig, numbered: bool) -> Iterator[TrainConfig]:
+    """``config`` for the block, in the next numbered folder when ``numbered`` (rank 0 claims
+    it and tells the others; said when it is not the first of its name)."""
+    from noisylabel.apps.fer import distributed
+
+    if not numbered:
+        yield config
+        return
+    main = distributed.is_main_process()
+    with run_folder.claim_next(config.out) if main else contextlib.nullcontext() as folder:
+        out = distributed.all_gather_object(str(folder) if main else None)[0]
+        if main and out != config.out:
+            print(f"this run goes to {out} ({config.out} is taken)", flush=True)
+        yield dataclasses.replace(config, out=out)
+
+
 def _load_for_inference(checkpoint: str, device: str | None):
     from noisylabel.apps.fer.engine import load_checkpoint, resolve_device
     from noisylabel.apps.fer.train import build_model
 
     dev = resolve_device(device)
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = load_checkpoint(run_folder.checkpoint_of(checkpoint))
     cfg = TrainConfig.from_dict(ckpt["config"])
     model = build_model(cfg, load_pretrained=False)
     model.load_state_dict(ckpt["model"])
@@ -398,17 +479,15 @@ def _load_for_inference(checkpoint: str, device: str | None):
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from noisylabel.apps.fer import ferplus
+    from noisylabel.apps.fer.datasets import EXPRESSION_LAYOUTS, load_data_split
     from noisylabel.apps.fer.engine import predict_probs
-    from noisylabel.apps.fer.layouts import CLASS_NAMES, load_split
+    from noisylabel.apps.fer.layouts import CLASS_NAMES
     from noisylabel.apps.fer.report import format_class_table
 
     model, cfg, ckpt, dev = _load_for_inference(args.checkpoint, args.device)
     root = args.data or cfg.data
-    if ferplus.is_ferplus(root):  # labelled by the vote rule the model was trained with
-        split = ferplus.load_ferplus(root, args.split, cfg.image_size, cfg.vote_rule)
-    else:
-        split = load_split(root, args.split, image_size=cfg.image_size)
+    split = load_data_split(root, args.split, cfg.image_size, cfg.vote_rule,
+                            layouts=EXPRESSION_LAYOUTS)  # FER+: the model's own vote rule
     probs = predict_probs(model, split.images, "target", args.batch_size, dev)
     pred = probs.argmax(1).cpu().numpy()
     true = split.labels.numpy()
@@ -569,7 +648,7 @@ def _interrupted(args: argparse.Namespace) -> str:
     run_dir = getattr(args, "_run_dir", None)
     if args.command != "train" or run_dir is None:
         return "interrupted"
-    if (Path(run_dir) / "checkpoint.pt").is_file():
+    if (Path(run_dir) / run_folder.CHECKPOINT).is_file():
         return (f"interrupted; continue from the last checkpoint with: noisylabel-fer train "
                 f"--resume {run_dir}")
     return f"interrupted before the first checkpoint was written in {run_dir}: nothing to resume"

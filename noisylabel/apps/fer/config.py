@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from noisylabel.apps.fer.run_folder import decide
+
 __all__ = ["TrainConfig", "PretrainConfig", "RESUME_MAY_CHANGE", "check_output_path",
            "TRAIN_PRESETS", "PRETRAIN_PRESETS", "train_preset",
            "pretrain_preset", "cache_home", "SYNTHETIC_DEFAULTS", "SYNTHETIC_BACKBONE"]
@@ -77,7 +79,9 @@ class TrainConfig:
         Data root: RAF-DB layout (``EmoLabel/list_patition_label.txt``, ``Image/aligned``) or
         FER+ layout (``ferplus``).
     out : str
-        Run folder: checkpoint, metrics.csv, config.json, summary.json, plots, TensorBoard.
+        Run folder: checkpoint, metrics.csv, config.json, summary.json, plots, TensorBoard
+        (its files, its lock and the numbered default folders:
+        [`run_folder`][noisylabel.apps.fer.run_folder]).
     noise : float
         Rate of symmetric label noise injected into the training labels (each flipped label
         goes to a uniformly random other class), seeded by ``seed``. Ignored with ``noise_file``.
@@ -200,7 +204,8 @@ class TrainConfig:
                      "Image/aligned/) or FER+ layout (FER2013Train|Valid|Test/label.csv); "
                      "empty: the built-in synthetic faces, generated on first use", "PATH")
     out: str = _opt("runs/fer", "run folder; left at the default, a subfolder "
-                    "<data>-<variant>-noise<rate>-seed<seed> of it", "DIR", short="-o")
+                    "<data>-<variant>-noise<rate>-seed<seed> of it, numbered -2, -3, ... for "
+                    "each new run", "DIR", short="-o")
     noise: float = _opt(0.0, "symmetric label-noise rate injected into the training labels, "
                         "seeded by --seed", "RATE")
     noise_file: str | None = _opt(None, "EAC-format noisy train labels (e.g. noise03.txt); "
@@ -278,13 +283,15 @@ class TrainConfig:
     amp: bool = _opt(True, "mixed precision on CUDA")
     channels_last: bool = _opt(True, "channels_last memory format on CUDA")
     eval_batch_size: int = _opt(256, "batch size of the evaluation and statistics passes")
-    resume: bool = _opt(False, "continue the run in RUN_DIR (or --out) from its checkpoint.pt "
+    resume: bool = _opt(False, "continue the run in RUN_DIR (else --out, else the newest "
+                        "numbered default folder) from its checkpoint.pt "
                         "and with its own options (same final result as uninterrupted); options "
                         "given as well must agree, except " + ", ".join(
                             f"--{name.replace('_', '-')}" for name in sorted(RESUME_MAY_CHANGE)),
                         "RUN_DIR")
     overwrite: bool = _opt(False, "replace a run already in --out (its checkpoint, metrics, "
-                           "model files and plots); without it such a folder is refused")
+                           "model files and plots; --out left out: the newest numbered "
+                           "default folder); without it such a folder is refused")
     tensorboard: bool = _opt(True, "TensorBoard event files (needs: pip install tensorboard; "
                              "without it the run says so and config.json records false)")
     plots: bool = _opt(True, "PNG plots at the end")
@@ -318,14 +325,16 @@ class TrainConfig:
     def check_paths(self) -> None:
         """The run's files are where they must be, before any work starts: ``data`` a folder,
         ``noise_file``, ``train_labels`` and ``pretrained`` files, ``out`` a folder or not yet
-        there (nothing is created).
+        there, holding a run exactly when ``resume`` asks for one
+        ([`decide`][noisylabel.apps.fer.run_folder.decide]). Nothing is created.
 
         Raises
         ------
         FileNotFoundError
             A file or folder to read is missing.
         ValueError
-            A folder where a file is expected, or the reverse (the message names the option).
+            A folder where a file is expected, or the reverse (the message names the option);
+            a run folder that does not fit ``resume`` and ``overwrite``.
         """
         if self.data:
             _check_path("data", self.data, folder=True)
@@ -333,31 +342,7 @@ class TrainConfig:
             if getattr(self, name):
                 _check_path(name, getattr(self, name), folder=False)
         check_output_path("out", self.out, folder=True)
-        self.check_run_folder()
-
-    def check_run_folder(self) -> None:
-        """``out`` holds a run exactly when ``resume`` asks to continue one: a run is never
-        replaced unasked (``overwrite`` replaces it), and a mistyped ``out`` with ``resume``
-        never starts afresh.
-
-        Raises
-        ------
-        ValueError
-            Both ``resume`` and ``overwrite``; ``resume`` without ``out/checkpoint.pt``; or
-            that file without ``resume`` or ``overwrite``.
-        """
-        path = Path(self.out).expanduser() / "checkpoint.pt"
-        if self.resume and self.overwrite:
-            raise ValueError("--resume continues the run in --out and --overwrite replaces it: "
-                             "give one of them")
-        exists = path.is_file()
-        if self.resume and not exists:
-            raise ValueError(f"--resume: there is no run to continue in {path.parent} (no "
-                             f"{path.name}); check the folder, or leave out --resume to start "
-                             "a new run")
-        if exists and not self.resume and not self.overwrite:
-            raise ValueError(f"{path.parent} already holds a run ({path.name}): pass --resume "
-                             "to continue it, --overwrite to replace it, or another --out")
+        decide(self.out, self.resume, self.overwrite)
 
     def resolved(self) -> TrainConfig:
         """The options actually used: ``warmup`` filled in, paper-exact switches applied."""

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from noisylabel.apps.fer import distributed
 from noisylabel.apps.fer.augment import BatchAugment, normalize
-from noisylabel.apps.fer.report import atomic_torch_save
+from noisylabel.apps.fer.run_folder import atomic_torch_save
 
 __all__ = ["Runtime", "resolve_device", "epoch_permutation", "batch_slices", "train_one_epoch",
            "predict_probs", "evaluate", "seed_everything", "make_generators", "rng_state",

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +21,7 @@ import numpy as np
 import torch
 
 from noisylabel.apps.fer.inference import FERModel, load_model
-from noisylabel.apps.fer.report import current_umask
+from noisylabel.apps.fer.run_folder import atomic_output
 
 __all__ = ["export_model", "FORMATS", "run"]
 
@@ -74,21 +72,13 @@ def export_model(path: str | Path, out: str | Path, format: str = "torchscript",
     batch = torch.randint(0, 256, (batch_size, 3, size, size), generator=gen).float()
     with torch.no_grad():
         expected = model(batch).numpy()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 would hide the file from others
-    try:
-        got = _EXPORTERS[format](model, batch, Path(tmp))
+    with atomic_output(out) as tmp:  # replaces out only when the check passes
+        got = _EXPORTERS[format](model, batch, tmp)
         diff = float(np.abs(got - expected).max())
         if not diff <= tolerance:
             raise ValueError(f"the exported {format} model's logits differ from the model's by "
                              f"{diff:.3g} > {tolerance:g} on a batch of {batch_size}: "
                              f"{out} not written")
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return diff
 
 

@@ -37,7 +37,7 @@ from noisylabel.annotators import NO_LABEL, soft_vote_targets, vote_agreement, v
 from noisylabel.apps.fer.classes import CLASS_NAMES
 from noisylabel.apps.fer.image_cache import decode_images
 from noisylabel.apps.fer.layouts import FERSplit
-from noisylabel.apps.fer.report import atomic_write_text
+from noisylabel.apps.fer.run_folder import atomic_write_text
 
 __all__ = ["FER2013_CLASSES", "FER2013_TRAIN_LABELS", "FERPLUS_SPLITS", "VOTE_COLUMNS",
            "class_index", "is_ferplus", "load_ferplus", "prepare_ferplus", "read_train_labels",

@@ -22,7 +22,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from noisylabel.apps.fer.config import cache_home
-from noisylabel.apps.fer.report import atomic_torch_save
+from noisylabel.apps.fer.run_folder import atomic_torch_save
 
 __all__ = ["IMAGE_SUFFIXES", "decode_image", "decode_images", "stack_images", "check_image_size",
            "check_same_size", "cache_key", "cache_candidates", "load_cache", "save_cache"]

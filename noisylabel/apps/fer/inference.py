@@ -33,16 +33,22 @@ from noisylabel.apps.fer.augment import IMAGENET_MEAN, IMAGENET_STD
 from noisylabel.apps.fer.classes import CLASS_NAMES
 from noisylabel.apps.fer.image_cache import decode_image, stack_images
 from noisylabel.apps.fer.model import FERNet, _sha256, create_model
-from noisylabel.apps.fer.report import atomic_torch_save, summarize_accuracy, write_json
+from noisylabel.apps.fer.report import summarize_accuracy
+from noisylabel.apps.fer.run_folder import (
+    MODEL_BEST,
+    MODEL_CARD,
+    MODEL_FILES,
+    MODEL_LAST,
+    WEIGHT_FILES,
+    atomic_torch_save,
+    write_json,
+)
 
 __all__ = ["FERModel", "load_model", "load_images", "write_model_files", "WEIGHTS_FORMAT"]
 
 WEIGHTS_FORMAT = "noisylabel-fer-weights/1"
 """``format`` of the weights-only files (``model_last.pt``, ``model_best.pt``)."""
 CARD_FORMAT = "noisylabel-fer-model-card/1"
-RUN_FILES = ("model_best.pt", "model_last.pt", "checkpoint.pt")
-"""What `load_model` looks for in a run folder, in this order."""
-WEIGHT_FILES = ("model_last.pt", "model_best.pt")
 
 
 class FERModel(nn.Module):
@@ -224,10 +230,10 @@ def _resolve_run_file(path: Path) -> Path:
         if not path.is_file():
             raise FileNotFoundError(f"model file not found: {path}")
         return path
-    for name in RUN_FILES:
+    for name in MODEL_FILES:
         if (path / name).is_file():
             return path / name
-    raise FileNotFoundError(f"{path} holds no model file ({', '.join(RUN_FILES)})")
+    raise FileNotFoundError(f"{path} holds no model file ({', '.join(MODEL_FILES)})")
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -300,14 +306,14 @@ def write_model_files(out: str | Path, checkpoint: Mapping[str, Any],
     out = Path(out)
     weights = {"format": WEIGHTS_FORMAT, "spec": _spec_from_checkpoint(checkpoint),
                "epoch": int(checkpoint["epoch"]), "model": _inference_state(checkpoint["model"])}
-    atomic_torch_save(weights, out / "model_last.pt")
+    atomic_torch_save(weights, out / MODEL_LAST)
     best = val_selected_epoch(checkpoint["history"])
     if best is None:
-        (out / "model_best.pt").unlink(missing_ok=True)
+        (out / MODEL_BEST).unlink(missing_ok=True)
     elif best == checkpoint["epoch"]:
-        atomic_torch_save(weights, out / "model_best.pt")
+        atomic_torch_save(weights, out / MODEL_BEST)
     card = model_card(out, checkpoint, best, actual_noise_rate)
-    write_json(out / "model_card.json", card)
+    write_json(out / MODEL_CARD, card)
     return card
 
 
@@ -324,7 +330,7 @@ def model_card(out: Path, checkpoint: Mapping[str, Any], best_epoch: int | None,
                              "epoch on the test split would make its accuracy optimistic)")
     else:
         selection.update(val_acc=rows[best_epoch]["val_acc"],
-                         test_acc=rows[best_epoch]["test_acc"], file="model_best.pt")
+                         test_acc=rows[best_epoch]["test_acc"], file=MODEL_BEST)
     return {
         "format": CARD_FORMAT,
         "variant": spec["variant"],

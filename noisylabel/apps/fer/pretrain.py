@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from noisylabel.apps.fer import layouts
 from noisylabel.apps.fer.augment import make_augment
 from noisylabel.apps.fer.config import SYNTHETIC_BACKBONE, PretrainConfig, check_output_path
+from noisylabel.apps.fer.datasets import HOLDOUT, load_data_split
 from noisylabel.apps.fer.engine import (
     Runtime,
     batch_slices,
@@ -51,10 +52,10 @@ from noisylabel.apps.fer.engine import (
     predict_probs,
     train_one_epoch,
 )
-from noisylabel.apps.fer.report import (
+from noisylabel.apps.fer.report import format_time_estimate
+from noisylabel.apps.fer.run_folder import (
     atomic_torch_save,
     atomic_write_text,
-    format_time_estimate,
     remove_stale_temp_files,
     write_json,
 )
@@ -64,13 +65,11 @@ if TYPE_CHECKING:
 
 __all__ = ["PretrainConfig", "pretrain", "pretraining_faces", "synthetic_backbone"]
 
-HOLDOUT = 0.1
-"""Fraction of ``train/`` held out (with the run's seed) when class folders have no ``test/``."""
 
-
-def _labels(split: layouts.FERSplit, task: str, identities: dict[str, int] | None,
+def _labels(split: layouts.FERSplit, identities: dict[str, int] | None,
             id_index: dict[int, int] | None) -> torch.Tensor:
-    if task == "expression":
+    """The split's own labels, or (``identities``) each image's identity as an index."""
+    if identities is None:
         return split.labels
     missing = [n for n in split.names if n not in identities]
     if missing:
@@ -88,42 +87,32 @@ def _step(logits: torch.Tensor, idx: torch.Tensor, labels: torch.Tensor
 
 def _pretrain_data(config: PretrainConfig) -> tuple[layouts.FERSplit, layouts.FERSplit,
                                                     torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """Training and held-out splits of ``config.data`` by layout, their labels for
-    ``config.task``, and what the sidecar records of the data (layout, classes, held-out)."""
+    """Training and held-out splits of ``config.data`` (any layout: FER+ holds out
+    FER2013Valid), their labels for ``config.task``, and what the sidecar records of the data
+    (layout, classes, held-out)."""
     layout = layouts.detect_layout(config.data)
-    info: dict[str, Any] = {"layout": layout}
-    if layout == "ferplus":  # expressions by FER+ majority vote; FER2013Valid is held out
-        if config.task != "expression":
-            raise ValueError(f"{config.data}: the FER+ layout has expressions, not identities; "
-                             "use task='expression'")
-        from noisylabel.apps.fer.ferplus import load_ferplus
-
-        train_set = load_ferplus(config.data, "train", config.image_size)
-        test_set = load_ferplus(config.data, "valid", config.image_size)
-        y_train, y_test = train_set.labels, test_set.labels
-        info.update(num_classes=len(layouts.CLASS_NAMES), held_out="FER2013Valid")
+    if layout == "ferplus" and config.task != "expression":
+        raise ValueError(f"{config.data}: the FER+ layout has expressions, not identities; "
+                         "use task='expression'")
+    held_out = "valid" if layout == "ferplus" else "test"
+    train_set, test_set = (load_data_split(config.data, split, config.image_size,
+                                           seed=config.seed) for split in ("train", held_out))
+    info: dict[str, Any] = {"layout": layout, "num_classes": len(train_set.class_names)}
+    if layout == "ferplus":
+        info["held_out"] = "FER2013Valid"
     elif layout == "class-folders":
-        train_set = layouts.load_class_folders(config.data, "train", config.image_size,
-                                                holdout=HOLDOUT, seed=config.seed)
-        test_set = layouts.load_class_folders(config.data, "test", config.image_size,
-                                               holdout=HOLDOUT, seed=config.seed)
-        y_train, y_test = train_set.labels, test_set.labels
-        info.update(num_classes=len(train_set.class_names),
-                    class_names=list(train_set.class_names),
+        info.update(class_names=list(train_set.class_names),
                     held_out=("test/" if (Path(config.data) / "test").is_dir()
                               else f"{HOLDOUT:.0%} of train/ (seed {config.seed})"))
-    else:
-        train_set = layouts.load_split(config.data, "train", image_size=config.image_size)
-        test_set = layouts.load_split(config.data, "test", image_size=config.image_size)
-        identities = id_index = None
-        if config.task == "identity":
-            identities = layouts.read_identities(config.data)
-            ids = sorted({identities[n] for n in [*train_set.names, *test_set.names]
-                          if n in identities})
-            id_index = {k: i for i, k in enumerate(ids)}
-        y_train = _labels(train_set, config.task, identities, id_index)
-        y_test = _labels(test_set, config.task, identities, id_index)
-        info["num_classes"] = len(id_index) if id_index is not None else len(layouts.CLASS_NAMES)
+    identities = id_index = None
+    if config.task == "identity" and layout == "raf-db":  # class folders: the folders are
+        identities = layouts.read_identities(config.data)  # the identities already
+        ids = sorted({identities[n] for n in [*train_set.names, *test_set.names]
+                      if n in identities})
+        id_index = {k: i for i, k in enumerate(ids)}
+        info["num_classes"] = len(id_index)
+    y_train = _labels(train_set, identities, id_index)
+    y_test = _labels(test_set, identities, id_index)
     return train_set, test_set, y_train, y_test, info
 
 

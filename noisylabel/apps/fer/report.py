@@ -1,37 +1,31 @@
-"""Outputs of a training run: metrics CSV, TensorBoard scalars, train.log, plots, config and
-summary.
+"""Reports of a training run: metrics CSV, TensorBoard scalars, train.log, plots, config,
+accuracy summaries and tables.
 
 Everything here is a side effect on the run folder; the trainer calls it from its rank-0 code
-path only. Nothing here changes training.
+path only. Nothing here changes training. Where the files go and how they are written
+(atomically) is [`run_folder`][noisylabel.apps.fer.run_folder]'s.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime
-import json
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+
+from noisylabel.apps.fer import run_folder
+from noisylabel.apps.fer.run_folder import atomic_write_text, write_json
 
 __all__ = [
     "RunReporter",
     "TENSORBOARD_MISSING",
     "format_duration",
     "format_time_estimate",
-    "atomic_torch_save",
-    "atomic_write_text",
-    "remove_stale_temp_files",
-    "current_umask",
-    "write_error",
-    "write_json",
     "write_metrics_csv",
     "summarize_accuracy",
     "format_accuracy_table",
@@ -43,111 +37,6 @@ __all__ = [
     "plot_confusion",
     "format_class_table",
 ]
-
-
-def current_umask() -> int:
-    """The process's umask (read from /proc where it can be, which changes nothing)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _temp_file(path: Path) -> tuple[int, str]:
-    """A temp file beside ``path`` (``.NAME.XXXX.tmp``) with the mode a plain ``open`` would
-    give it (``0o666 & ~umask``; ``mkstemp`` alone makes it 0600, unreadable to others)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.fchmod(fd, 0o666 & ~current_umask())
-    except OSError as exc:
-        raise write_error(path, exc) from exc
-    return fd, tmp
-
-
-def write_error(path: Path, exc: BaseException) -> OSError:
-    """An OSError naming ``path`` and the cause (``No space left on device``, ...)."""
-    errno = getattr(exc, "errno", None)
-    cause = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return OSError(errno, f"cannot write ({cause})", str(path))
-
-
-def _atomic_write(path: Path, write: Any, mode: str) -> None:
-    """Write through ``write(file_object)`` into a temp file beside ``path``, then
-    os.replace: never a torn file, never a temp file left behind (but after a kill -9, which
-    [`remove_stale_temp_files`][noisylabel.apps.fer.report.remove_stale_temp_files] cleans)."""
-    fd, tmp = _temp_file(path)
-    try:
-        kwargs = {"encoding": "utf-8", "newline": ""} if "b" not in mode else {}
-        with os.fdopen(fd, mode, **kwargs) as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise write_error(path, exc) from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file in the same folder, then os.replace: never a torn file.
-
-    The file gets the mode the umask gives. A failed write (full disk, no permission) removes
-    the temp file and raises OSError naming ``path`` and the cause.
-    """
-    _atomic_write(Path(path), lambda fh: fh.write(text), "w")
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a temp file in the same folder, then os.replace: never a torn checkpoint.
-
-    As [`atomic_write_text`][noisylabel.apps.fer.report.atomic_write_text]: the umask's mode,
-    and an OSError naming ``path`` and the cause when the write fails (torch.save is given a
-    file object, so a full disk surfaces as ``ENOSPC``, not as torch's RuntimeError).
-    """
-    _atomic_write(Path(path), lambda fh: torch.save(obj, fh), "wb")
-
-
-def remove_stale_temp_files(folder: str | Path, names: Sequence[str] | None = None
-                            ) -> list[Path]:
-    """Remove the temp files (``.NAME.XXXX.tmp``) that a killed atomic write left in ``folder``.
-
-    Parameters
-    ----------
-    folder : str or Path
-        A run folder, or the folder of an output file.
-    names : sequence of str or None
-        Only the temp files of these output names; None = any.
-
-    Returns
-    -------
-    list of Path
-        The files removed.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    removed = []
-    for tmp in sorted(folder.glob(".*.tmp")):
-        name = tmp.name[1:].rsplit(".", 2)[0]  # .NAME.XXXXXXXX.tmp -> NAME
-        if tmp.is_file() and (names is None or name in names):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
-    return removed
-
-
-def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
-    """Write ``data`` as indented JSON, atomically (temp file in the same folder + os.replace)."""
-    path = Path(path)
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    return path
 
 
 def write_metrics_csv(path: str | Path, history: Sequence[Mapping[str, Any]]) -> Path:
@@ -572,12 +461,12 @@ class RunReporter:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.echo = echo
-        self.log_path = self.out_dir / "train.log"
+        self.log_path = self.out_dir / run_folder.LOG
         self._log = self.log_path.open("a", encoding="utf-8")
         self._tb = None
         writer = _summary_writer_class() if tensorboard else None
         if writer is not None:
-            self._tb = writer(str(self.out_dir / "tensorboard"), purge_step=start_epoch + 1)
+            self._tb = writer(str(self.out_dir / run_folder.TENSORBOARD), purge_step=start_epoch + 1)
         elif tensorboard:
             self.log(TENSORBOARD_MISSING, echo=True, stream=sys.stderr)
         self.tensorboard = self._tb is not None
@@ -603,11 +492,11 @@ class RunReporter:
 
     def save_config(self, config: Mapping[str, Any]) -> Path:
         """Write the resolved configuration as ``config.json``."""
-        return write_json(self.out_dir / "config.json", config)
+        return write_json(self.out_dir / run_folder.CONFIG, config)
 
     def log_epoch(self, history: Sequence[Mapping[str, Any]]) -> None:
         """Rewrite ``metrics.csv`` and send the last row's numbers to TensorBoard."""
-        write_metrics_csv(self.out_dir / "metrics.csv", history)
+        write_metrics_csv(self.out_dir / run_folder.METRICS, history)
         if self._tb is not None and history:
             row = history[-1]
             for key, value in row.items():

@@ -1,7 +1,10 @@
 """Train a Table I variant on a FER data set with injected (or given) label noise.
 
-Read [`train`][noisylabel.apps.fer.train.train] top to bottom: runtime, seed, data, model,
-optimiser, then per epoch ([`run_epoch`][noisylabel.apps.fer.train.run_epoch])
+Read [`train`][noisylabel.apps.fer.train.train] top to bottom: runtime, the run folder's lock
+([`run_folder`][noisylabel.apps.fer.run_folder]), seed, data, the
+[`TrainingState`][noisylabel.apps.fer.train.TrainingState] (model, optimiser, noise model, ...;
+new or restored from the checkpoint), then per epoch
+([`run_epoch`][noisylabel.apps.fer.train.run_epoch])
 
 1. a training pass ([`train_one_epoch`][noisylabel.apps.fer.engine.train_one_epoch]) over an
    in-memory permutation of (index, uint8 image, noisy label) batches, augmented on the device;
@@ -31,8 +34,9 @@ from __future__ import annotations
 import functools
 import json
 import math
-import shutil
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,9 +46,10 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch.nn.parallel import DistributedDataParallel
 
-from noisylabel.apps.fer import distributed, ferplus
+from noisylabel.apps.fer import distributed, run_folder
 from noisylabel.apps.fer.augment import BatchAugment, make_augment
 from noisylabel.apps.fer.config import RESUME_MAY_CHANGE, TrainConfig
+from noisylabel.apps.fer.datasets import EXPRESSION_LAYOUTS, data_splits, load_data_split
 from noisylabel.apps.fer.engine import (
     NonFiniteError,
     Runtime,
@@ -63,7 +68,7 @@ from noisylabel.apps.fer.engine import (
     train_one_epoch,
 )
 from noisylabel.apps.fer.inference import write_model_files
-from noisylabel.apps.fer.layouts import CLASS_NAMES, FERSplit, load_split
+from noisylabel.apps.fer.layouts import CLASS_NAMES, FERSplit
 from noisylabel.apps.fer.model import FERNet, FEROutput, create_model
 from noisylabel.apps.fer.report import (
     RunReporter,
@@ -74,8 +79,18 @@ from noisylabel.apps.fer.report import (
     plot_confusion,
     plot_curves,
     plot_similarity,
-    remove_stale_temp_files,
     summarize_accuracy,
+)
+from noisylabel.apps.fer.run_folder import (
+    CHECKPOINT,
+    CONFUSION,
+    CURVES,
+    SIMILARITY,
+    SUMMARY,
+    RunFolderInUse,
+    decide,
+    remove_run_files,
+    remove_stale_temp_files,
     write_json,
 )
 from noisylabel.correction import correct_labels
@@ -89,18 +104,14 @@ from noisylabel.schedule import loss_weights
 # TrainConfig, load_checkpoint, predict_probs, epoch_permutation, make_augment and
 # resolve_device are re-exported: their import paths from this module stay valid.
 __all__ = ["TrainConfig", "train", "run_epoch", "compute_loss", "fit_noise_model", "TrainData",
-           "prepare_data", "load_data", "describe_data", "describe_start", "build_model",
-           "epoch_permutation", "predict_probs", "load_checkpoint", "make_augment",
-           "resolve_device"]
+           "TrainingState", "prepare_data", "load_data", "describe_data", "describe_start",
+           "build_model", "epoch_permutation", "predict_probs", "load_checkpoint",
+           "make_augment", "resolve_device"]
 
 # Options never compared on resume: where the run folder is now, and how it was asked for.
 _NOT_COMPARED = {"out", "resume", "overwrite"}
 # Options holding a path, compared as resolved paths on resume.
 _PATH_OPTIONS = ("data", "noise_file", "train_labels", "pretrained")
-RUN_FILES = ("checkpoint.pt", "model_last.pt", "model_best.pt", "model_card.json",
-             "metrics.csv", "config.json", "summary.json", "curves.png", "confusion.png",
-             "similarity.png", "train.log")
-"""The files a run writes into its folder (``--overwrite`` removes them, and ``tensorboard/``)."""
 
 
 # ----------------------------------------------------------------------------- model
@@ -197,20 +208,13 @@ def prepare_data(cfg: TrainConfig, device: torch.device) -> TrainData:
 
 
 def load_data(cfg: TrainConfig) -> dict[str, FERSplit]:
-    """The run's splits by layout: ``train`` and ``test``, and ``valid`` where the layout has
-    one (FER+). RAF-DB layout: [`load_split`][noisylabel.apps.fer.layouts.load_split]; FER+
-    layout: ``load_ferplus`` with ``cfg.vote_rule`` and
-    ``cfg.train_labels``."""
-    if ferplus.is_ferplus(cfg.data):
-        return {split: ferplus.load_ferplus(
-                    cfg.data, split, cfg.image_size, cfg.vote_rule,
-                    cfg.train_labels if split == "train" else None)
-                for split in ("train", "valid", "test")}
-    if cfg.train_labels or cfg.vote_rule != "majority":
-        raise ValueError(f"train_labels and vote_rule need the FER+ layout; {cfg.data} holds "
-                         "none (use noise_file for an EAC-format label file on RAF-DB)")
-    return {split: load_split(cfg.data, split, image_size=cfg.image_size)
-            for split in ("train", "test")}
+    """The run's splits ([`load_data_split`][noisylabel.apps.fer.datasets.load_data_split],
+    RAF-DB or FER+ layout): ``train`` and ``test``, and ``valid`` where the layout has one
+    (FER+, whose labels follow ``cfg.vote_rule`` and, for training, ``cfg.train_labels``)."""
+    return {split: load_data_split(cfg.data, split, cfg.image_size, cfg.vote_rule,
+                                   cfg.train_labels if split == "train" else None,
+                                   layouts=EXPRESSION_LAYOUTS)
+            for split in data_splits(cfg.data, EXPRESSION_LAYOUTS)}
 
 
 def describe_data(split: FERSplit, cfg: TrainConfig) -> str:
@@ -239,6 +243,123 @@ def _noisy_labels(cfg: TrainConfig, split: FERSplit) -> torch.Tensor:
     else:
         noisy = base.numpy()
     return torch.as_tensor(np.asarray(noisy), dtype=torch.int64)
+
+
+# ----------------------------------------------------------------------------- training state
+
+
+@dataclass
+class TrainingState:
+    """What a run trains, and everything about it that changes as it trains: what a checkpoint
+    saves ([`checkpoint`][noisylabel.apps.fer.train.TrainingState.checkpoint]) and a resumed run
+    restores ([`restore`][noisylabel.apps.fer.train.TrainingState.restore]).
+
+    Attributes
+    ----------
+    model : FERNet
+        The network, on the device.
+    ddp : torch.nn.Module
+        What the training pass calls: ``model``, or under torchrun its DistributedDataParallel
+        wrapper.
+    optimizer : torch.optim.Optimizer
+        Adam over the trainable parameters.
+    scheduler : torch.optim.lr_scheduler.LRScheduler
+        The exponential learning-rate schedule, stepped once per epoch.
+    scaler : torch.amp.GradScaler
+        The runtime's gradient scaler (enabled for fp16 only).
+    noise_model : NoiseModel or None
+        The Beta-mixture noise model (``full`` only).
+    generators : dict of str to torch.Generator
+        The data-order and augmentation streams.
+    augment : BatchAugment or None
+        The training augmentation (draws from ``generators["augment"]``).
+    history : list of dict
+        One metrics row per epoch done.
+    """
+
+    model: FERNet
+    ddp: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    noise_model: NoiseModel | None
+    generators: dict[str, torch.Generator]
+    augment: BatchAugment | None
+    history: list[dict[str, Any]]
+
+    @property
+    def epoch(self) -> int:
+        """The epochs done."""
+        return len(self.history)
+
+    def checkpoint(self, cfg: TrainConfig, rng: dict[str, Any], data: TrainData,
+                   sha: str | None, regime: str) -> dict[str, Any]:
+        """What a checkpoint holds after the last epoch done.
+
+        Parameters
+        ----------
+        cfg : TrainConfig
+            The run's options.
+        rng : dict
+            Every random stream's state ([`rng_state`][noisylabel.apps.fer.engine.rng_state],
+            with each rank's augmentation stream).
+        data : TrainData
+            The run's data (its noisy labels are saved, to be checked on resume).
+        sha, regime : str
+            The backbone's SHA-256 and the start in words.
+
+        Returns
+        -------
+        dict
+            What [`save_checkpoint`][noisylabel.apps.fer.engine.save_checkpoint] writes.
+        """
+        return {
+            "epoch": self.epoch,
+            "config": cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "noise_model": self.noise_model.state_dict() if self.noise_model is not None
+            else None,
+            "history": self.history,
+            "rng": rng,
+            "noisy_labels": data.noisy_labels,
+            "class_names": list(CLASS_NAMES[: cfg.num_classes]),
+            "backbone_sha256": sha,
+            "regime": regime,
+        }
+
+    def restore(self, ckpt: dict[str, Any], path: Path, data: TrainData, rt: Runtime) -> None:
+        """Load what [`checkpoint`][noisylabel.apps.fer.train.TrainingState.checkpoint] saved.
+
+        Parameters
+        ----------
+        ckpt : dict
+            The checkpoint read from ``path``.
+        path : Path
+            Its file (for the message).
+        data : TrainData
+            This run's data, whose noisy labels must be the checkpoint's.
+        rt : Runtime
+            This process's rank and the number of ranks.
+
+        Raises
+        ------
+        ValueError
+            The noisy labels differ from the checkpoint's (the data changed).
+        """
+        if not torch.equal(ckpt["noisy_labels"], data.noisy_labels):
+            raise ValueError(f"{path}: the noisy labels differ from this run's (data changed?)")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        if self.noise_model is not None:
+            self.noise_model.load_state_dict(ckpt["noise_model"])
+        set_rng_state(ckpt["rng"], self.generators, rt.rank, rt.world)
+        self.history = list(ckpt["history"])
+        distributed.barrier()  # every rank has read the file before rank 0 may replace it
 
 
 # ----------------------------------------------------------------------------- one epoch
@@ -325,27 +446,47 @@ def fit_noise_model(noise_model: NoiseModel, epoch: int, model: FERNet, data: Tr
     return noise_model.fit(epoch)
 
 
-def run_epoch(epoch: int, cfg: TrainConfig, rt: Runtime, model: FERNet, ddp: torch.nn.Module,
-              optimizer: torch.optim.Optimizer, noise_model: NoiseModel | None, data: TrainData,
-              augment: BatchAugment | None, generators: dict[str, torch.Generator]
+def run_epoch(epoch: int, cfg: TrainConfig, rt: Runtime, state: TrainingState, data: TrainData
               ) -> tuple[dict[str, Any], FitReport | None]:
-    """Train one epoch, fit the noise model, evaluate; return the metrics row and the fit."""
+    """Train one epoch, fit the noise model, evaluate; return the metrics row and the fit.
+
+    Parameters
+    ----------
+    epoch : int
+        The epoch to train (1-based).
+    cfg : TrainConfig
+        The run's options.
+    rt : Runtime
+        Device, precision and process group.
+    state : TrainingState
+        What is trained; its model, optimiser, noise model and random streams move on.
+    data : TrainData
+        The run's data.
+
+    Returns
+    -------
+    row : dict
+        The epoch's metrics (a ``metrics.csv`` row).
+    fit : FitReport or None
+        The noise model's fit after the epoch (None without one).
+    """
+    noise_model = state.noise_model
     mu1, mu2 = loss_weights(epoch, beta=cfg.beta) if noise_model is not None else (1.0, 0.0)
     if not cfg.aux_decay and noise_model is not None:
         mu1 = 1.0
-    order = distributed.shard(epoch_permutation(data.n_train, generators["order"]))  # this rank's
+    order = distributed.shard(epoch_permutation(data.n_train, state.generators["order"]))
     step = functools.partial(_train_step, cfg=cfg, data=data, noise_model=noise_model, mu1=mu1,
                              mu2=mu2)
     t0 = time.perf_counter()
-    model.train()
+    state.model.train()
     sums = train_one_epoch(
-        ddp, step, batch_slices(order, distributed.per_rank_batch_size(cfg.batch_size)),
-        data.images, optimizer, rt, augment, generators["augment"],
+        state.ddp, step, batch_slices(order, distributed.per_rank_batch_size(cfg.batch_size)),
+        data.images, state.optimizer, rt, state.augment, state.generators["augment"],
         f"epoch {epoch}/{cfg.epochs}", cfg.progress and rt.main)
     train_time = time.perf_counter() - t0
     n_seen = rt.world * len(order)  # n_train plus DistributedSampler's padding
     loss_sum, l1_sum, lkld_sum, correct = (distributed.all_reduce_sum(sums) / n_seen).tolist()
-    row: dict[str, Any] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
+    row: dict[str, Any] = {"epoch": epoch, "lr": state.optimizer.param_groups[0]["lr"],
                            "loss": loss_sum}
     if noise_model is not None:
         row.update({"l1": l1_sum, "lkld": lkld_sum, "mu1": mu1, "mu2": mu2})
@@ -353,18 +494,18 @@ def run_epoch(epoch: int, cfg: TrainConfig, rt: Runtime, model: FERNet, ddp: tor
         row["ce"] = l1_sum
     row["train_acc"] = correct
     row["img_per_s"] = n_seen / train_time
-    distributed.broadcast_buffers(model)  # every rank evaluates rank 0's BN/AEA statistics
+    distributed.broadcast_buffers(state.model)  # every rank evaluates rank 0's BN/AEA statistics
     fit = None
     if noise_model is not None:
-        fit = fit_noise_model(noise_model, epoch, model, data, cfg, rt)
+        fit = fit_noise_model(noise_model, epoch, state.model, data, cfg, rt)
         row.update(_noise_model_row(fit, noise_model, data.true_noisy))
-    row["test_acc"] = evaluate(model, data.test_images, data.test_labels, rt,
+    row["test_acc"] = evaluate(state.model, data.test_images, data.test_labels, rt,
                                cfg.eval_batch_size)
     if noise_model is not None:  # the branch that the noise model reads, for comparison
-        row["aux_test_acc"] = evaluate(model, data.test_images, data.test_labels, rt,
+        row["aux_test_acc"] = evaluate(state.model, data.test_images, data.test_labels, rt,
                                        cfg.eval_batch_size, branch="aux")
     if data.valid is not None:  # model selection uses this split, never the test split
-        row["val_acc"] = evaluate(model, data.valid.images, data.valid.labels, rt,
+        row["val_acc"] = evaluate(state.model, data.valid.images, data.valid.labels, rt,
                                   cfg.eval_batch_size)
     row["epoch_time_s"] = time.perf_counter() - t0
     return row, fit
@@ -412,6 +553,10 @@ def _noise_model_row(report: FitReport, noise_model: NoiseModel, true_noisy: tor
 def train(config: TrainConfig) -> dict[str, Any]:
     """Train one run; return its summary (accuracy table, regime, paths, history).
 
+    The run holds its folder's lock ([`lock`][noisylabel.apps.fer.run_folder.lock]) from before
+    it reads the folder until it has written its last file: a second run into the same folder
+    meanwhile is refused.
+
     Parameters
     ----------
     config : TrainConfig
@@ -423,6 +568,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
         ``final``, ``last5_mean``, ``last5_std``, ``best``, ``best_epoch`` (target branch test
         accuracy, fractions), ``regime`` (from scratch / pretrained from FILE sha256),
         ``history`` (per-epoch metric rows), ``out`` (run folder), ``table`` (printable text).
+
+    Raises
+    ------
+    RunFolderInUse
+        Another process is writing a run in ``config.out``.
     """
     started = time.perf_counter()
     cfg = config.resolved()
@@ -430,83 +580,112 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     rt = Runtime.create(cfg.device, cfg.amp, cfg.channels_last)  # joins torchrun's group, if any
+    with _hold_run_folder(Path(cfg.out), rt):
+        return _train_locked(cfg, rt, started)
+
+
+def _train_locked(cfg: TrainConfig, rt: Runtime, started: float) -> dict[str, Any]:
+    """The run of [`train`][noisylabel.apps.fer.train.train], its folder locked: folder,
+    seed, data, state, then the epochs (checkpoint and log after each), then the report."""
     out = Path(cfg.out)
-    ckpt_path = out / "checkpoint.pt"
-    ckpt = _find_checkpoint(cfg, ckpt_path, rt)
+    ckpt = _find_checkpoint(cfg, out / CHECKPOINT, rt)
     if rt.main:
         _clean_run_folder(out, overwrite=cfg.overwrite and ckpt is None)
     distributed.barrier()  # no rank reads the folder while rank 0 cleans it
-
-    # --- seed, data, model, optimiser, noise model ---------------------------------------
     seed_everything(cfg.seed)
     generators = make_generators(cfg.seed, rt.device, rt.rank)
     data = prepare_data(cfg, rt.device)
-    model, optimizer, scheduler, noise_model = _build_training(
-        cfg, rt, data.n_train, load_pretrained=ckpt is None)
-    trained = (model, optimizer, scheduler, rt.scaler, noise_model)
-    sha = ckpt["backbone_sha256"] if ckpt is not None else model.backbone_sha256
+    state = _build_training(cfg, rt, data, generators, ckpt)
+    sha = ckpt["backbone_sha256"] if ckpt is not None else state.model.backbone_sha256
     regime = describe_start(cfg.pretrained, sha)
-    augment = make_augment(cfg.augment)
-    history: list[dict[str, Any]] = []
-    if ckpt is not None:  # everything that evolves during training comes back from the file
-        history = _restore(ckpt, ckpt_path, trained, data, generators, rt)
-    start_epoch = int(ckpt["epoch"]) if ckpt is not None else 0
-    # DDP: gradients averaged over the ranks; parameters and buffers broadcast from rank 0
-    ddp = model if rt.world == 1 else DistributedDataParallel(
-        model, device_ids=[rt.device] if rt.device.type == "cuda" else None)
+    start_epoch = state.epoch
     reporter = _start_report(cfg, rt, data, regime, sha, start_epoch) if rt.main else None
-
     fit = None
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         epoch_start = time.perf_counter()
-        row, fit = run_epoch(epoch, cfg, rt, model, ddp, optimizer, noise_model, data, augment,
-                             generators)
-        _check_finite_epoch(row, model, epoch)  # before the checkpoint: the last good one stays
-        history.append(row)
-        scheduler.step()
-        rng = rng_state(generators)
-        rng["augment_ranks"] = distributed.all_gather_object(generators["augment"].get_state())
+        row, fit = run_epoch(epoch, cfg, rt, state, data)
+        # checked before the checkpoint is written, so the last good one stays
+        _check_finite_epoch(row, state.model, epoch)
+        state.history.append(row)
+        state.scheduler.step()
+        rng = rng_state(state.generators)
+        rng["augment_ranks"] = distributed.all_gather_object(
+            state.generators["augment"].get_state())
         if rt.main:  # checkpoint and log
-            state = _checkpoint_state(epoch, cfg, trained, history, rng, data, sha, regime)
-            save_checkpoint(ckpt_path, state)
-            write_model_files(cfg.out, state, float(data.true_noisy.float().mean()))
-            reporter.log_epoch(history)
+            saved = state.checkpoint(cfg, rng, data, sha, regime)
+            save_checkpoint(out / CHECKPOINT, saved)
+            write_model_files(out, saved, float(data.true_noisy.float().mean()))
+            reporter.log_epoch(state.history)
             reporter.log(_epoch_line(row))
             if epoch == start_epoch + 1 and epoch < cfg.epochs:  # once, after the first epoch
                 now = time.perf_counter()
                 reporter.log(format_time_estimate(epoch, now - epoch_start, cfg.epochs - epoch,
                                                   now - started))
+    return _final_report(cfg, rt, state, data, fit, regime, sha, reporter)
 
-    # --- final report (rank 0) ---------------------------------------------------------------
-    summary = summarize_accuracy([r["test_acc"] for r in history])
+
+def _final_report(cfg: TrainConfig, rt: Runtime, state: TrainingState, data: TrainData,
+                  fit: FitReport | None, regime: str, sha: str | None,
+                  reporter: RunReporter | None) -> dict[str, Any]:
+    """The run's summary; on rank 0 also its plots, ``summary.json`` and final table."""
+    out = Path(cfg.out)
+    summary = summarize_accuracy([r["test_acc"] for r in state.history])
     result = {**summary, "regime": regime, "backbone_sha256": sha, "variant": cfg.variant,
-              "out": str(out), "history": history, "table": format_accuracy_table(summary)}
+              "out": str(out), "history": state.history,
+              "table": format_accuracy_table(summary)}
     if rt.main:
-        if cfg.plots and history:
-            _final_plots(out, model, cfg, history, data, noise_model, fit, rt)
-        write_json(out / "summary.json", {k: v for k, v in result.items() if k != "history"})
+        if cfg.plots and state.history:
+            _final_plots(out, state.model, cfg, state.history, data, state.noise_model, fit, rt)
+        write_json(out / SUMMARY, {k: v for k, v in result.items() if k != "history"})
         reporter.log(f"regime: {regime}\n{result['table']}", echo=True)
         reporter.close()
     distributed.barrier()  # no rank returns before rank 0's files are complete
     return result
 
 
-def _build_training(cfg: TrainConfig, rt: Runtime, n_train: int, load_pretrained: bool
-                    ) -> tuple[FERNet, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler,
-                               NoiseModel | None]:
+@contextmanager
+def _hold_run_folder(out: Path, rt: Runtime) -> Iterator[None]:
+    """Rank 0 holds the run folder's lock for the block; when it cannot take it, every rank
+    raises (rank 0 its own error, the others one with its message)."""
+    with ExitStack() as stack:
+        error = None
+        if rt.main:
+            try:
+                stack.enter_context(run_folder.lock(out))
+            except (ValueError, OSError) as exc:
+                error = exc
+        message = distributed.all_gather_object(None if error is None else str(error))[0]
+        if error is not None:
+            raise error
+        if message is not None:
+            raise RunFolderInUse(message)
+        yield
+
+
+def _build_training(cfg: TrainConfig, rt: Runtime, data: TrainData,
+                    generators: dict[str, torch.Generator], ckpt: dict[str, Any] | None
+                    ) -> TrainingState:
     """What a run trains: the model on ``rt.device``, Adam over its trainable parameters, the
-    exponential learning-rate schedule and (``full`` only) the noise model."""
-    model = build_model(cfg, load_pretrained=load_pretrained).to(rt.device)
+    exponential learning-rate schedule, (``full`` only) the noise model, the augmentation;
+    restored from ``ckpt`` when resuming (the backbone file is then not read)."""
+    model = build_model(cfg, load_pretrained=ckpt is None).to(rt.device)
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_gamma)
     noise_model = None if cfg.variant != "full" else NoiseModel(
-        n_train, cfg.num_classes, signal=cfg.signal, t=cfg.t, mining_rule=cfg.mining_rule,
+        data.n_train, cfg.num_classes, signal=cfg.signal, t=cfg.t, mining_rule=cfg.mining_rule,
         warmup=cfg.warmup, gate=cfg.gate, per_class=cfg.per_class, monotone=cfg.monotone,
         device=rt.device)
-    return model, optimizer, scheduler, noise_model
+    state = TrainingState(model, model, optimizer, scheduler, rt.scaler, noise_model,
+                          generators, make_augment(cfg.augment), [])
+    if ckpt is not None:  # everything that evolves during training comes back from the file
+        state.restore(ckpt, Path(cfg.out) / CHECKPOINT, data, rt)
+    if rt.world > 1:  # gradients averaged over the ranks; parameters and buffers broadcast
+        state.ddp = DistributedDataParallel(  # from rank 0
+            model, device_ids=[rt.device] if rt.device.type == "cuda" else None)
+    return state
 
 
 def _find_checkpoint(cfg: TrainConfig, path: Path, rt: Runtime) -> dict[str, Any] | None:
@@ -520,7 +699,7 @@ def _find_checkpoint(cfg: TrainConfig, path: Path, rt: Runtime) -> dict[str, Any
         checkpoint in ``out`` without ``resume`` or ``overwrite`` (a run is never replaced
         unasked), both flags, or options that differ from the checkpoint's.
     """
-    cfg.check_run_folder()
+    decide(cfg.out, cfg.resume, cfg.overwrite)  # again, now that the folder is locked
     ckpt = load_checkpoint(path) if cfg.resume else None
     found = distributed.all_reduce_sum(torch.tensor([float(ckpt is not None)], device=rt.device))
     if 0 < found.item() < rt.world:
@@ -538,9 +717,7 @@ def _clean_run_folder(out: Path, overwrite: bool) -> None:
         print(f"removed {tmp}, left by an interrupted write")
     if not overwrite:
         return
-    for name in RUN_FILES:
-        (out / name).unlink(missing_ok=True)
-    shutil.rmtree(out / "tensorboard", ignore_errors=True)
+    remove_run_files(out)
     print(f"--overwrite: removed the previous run's files from {out}")
 
 
@@ -558,48 +735,6 @@ def _check_finite_epoch(row: dict[str, Any], model: FERNet, epoch: int) -> None:
             raise NonFiniteError(f"epoch {epoch}: {key} = {value} is not finite; no checkpoint "
                                  "was written for this epoch. Try a lower --lr")
     check_finite(model, f"epoch {epoch}")
-
-
-def _checkpoint_state(epoch: int, cfg: TrainConfig, trained: tuple, history: list[dict],
-                      rng: dict[str, Any], data: TrainData, sha: str | None,
-                      regime: str) -> dict[str, Any]:
-    """What a checkpoint holds after ``epoch`` (``trained``: model, optimiser, scheduler,
-    scaler, noise model)."""
-    model, optimizer, scheduler, scaler, noise_model = trained
-    return {
-        "epoch": epoch,
-        "config": cfg.to_dict(),
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(),
-        "noise_model": noise_model.state_dict() if noise_model is not None else None,
-        "history": history,
-        "rng": rng,
-        "noisy_labels": data.noisy_labels,
-        "class_names": list(CLASS_NAMES[: cfg.num_classes]),
-        "backbone_sha256": sha,
-        "regime": regime,
-    }
-
-
-def _restore(ckpt: dict[str, Any], path: Path, trained: tuple, data: TrainData,
-             generators: dict[str, torch.Generator], rt: Runtime) -> list[dict[str, Any]]:
-    """Load what [`_checkpoint_state`][noisylabel.apps.fer.train._checkpoint_state] saved into
-    ``trained`` (model, optimiser, scheduler, scaler, noise model) and the random streams;
-    return the history."""
-    if not torch.equal(ckpt["noisy_labels"], data.noisy_labels):
-        raise ValueError(f"{path}: the noisy labels differ from this run's (data changed?)")
-    model, optimizer, scheduler, scaler, noise_model = trained
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    scheduler.load_state_dict(ckpt["scheduler"])
-    scaler.load_state_dict(ckpt["scaler"])
-    if noise_model is not None:
-        noise_model.load_state_dict(ckpt["noise_model"])
-    set_rng_state(ckpt["rng"], generators, rt.rank, rt.world)
-    distributed.barrier()  # every rank has read the file before rank 0 may replace it
-    return list(ckpt["history"])
 
 
 def _start_report(cfg: TrainConfig, rt: Runtime, data: TrainData, regime: str,
@@ -685,19 +820,19 @@ def _final_plots(out: Path, model: FERNet, cfg: TrainConfig, history: list[dict[
                  data: TrainData, noise_model: NoiseModel | None, fit: FitReport | None,
                  rt: Runtime) -> None:
     """curves.png, confusion.png and (``full``) similarity.png with the last fit's mixture."""
-    plot_curves(history, out / "curves.png", title=f"{cfg.variant}, run {out.name}",
+    plot_curves(history, out / CURVES, title=f"{cfg.variant}, run {out.name}",
                 warmup=cfg.warmup if noise_model is not None else None)
     probs = predict_probs(model, data.test_images, "target", cfg.eval_batch_size, rt.device,
                           rt.channels_last, rt.amp_dtype)
     cm = confusion_matrix(data.test_labels.cpu().numpy(), probs.argmax(1).cpu().numpy(),
                           cfg.num_classes)
-    plot_confusion(cm, list(CLASS_NAMES[: cfg.num_classes]), out / "confusion.png",
+    plot_confusion(cm, list(CLASS_NAMES[: cfg.num_classes]), out / CONFUSION,
                    title=f"test split, epoch {history[-1]['epoch']}")
     if noise_model is not None and noise_model.signal_ is not None:
         signal = noise_model.signal_.float().cpu().numpy()  # of the last fit, NaN if unrecorded
         seen = ~np.isnan(signal)
         plot_similarity(
-            signal[seen], out / "similarity.png",
+            signal[seen], out / SIMILARITY,
             alphas=fit.alphas if fit is not None else None,
             betas=fit.betas if fit is not None else None,
             weights=fit.weights if fit is not None else None,

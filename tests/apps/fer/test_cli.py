@@ -131,14 +131,20 @@ def test_errors_name_the_file(tmp_path: Path, capsys) -> None:
     assert "nowhere" in capsys.readouterr().err
 
 
+def _default_train_config(*argv: str) -> TrainConfig:
+    """What ``noisylabel-fer train ARGV`` trains on: the parsed options, then the built-in data
+    the command fills in (``--pretrained`` left out: the built-in backbone)."""
+    args = cli.build_parser().parse_args(["train", *argv])
+    return cli.built_in_data(cli.train_config_from_args(args), backbone=args.pretrained is None)
+
+
 def test_default_train_uses_the_cached_synthetic_set(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("NOISYLABEL_HOME", str(tmp_path))
     monkeypatch.setitem(fer_config.SYNTHETIC_BACKBONE, "epochs", 1)
     monkeypatch.setitem(fer_config.SYNTHETIC_BACKBONE, "n_faces", 14)
     monkeypatch.setattr(fer_config, "SYNTHETIC_DEFAULTS",
                         {"n_train": 14, "n_test": 7, "image_size": 16, "n_identities": 3})
-    args = cli.build_parser().parse_args(["train"])
-    config = cli.train_config_from_args(args)
+    config = _default_train_config()
     root = Path(config.data)
     assert root.parent == tmp_path and root.name.startswith("synthetic-")
     assert (root / "EmoLabel" / "list_patition_label.txt").is_file()
@@ -150,19 +156,46 @@ def test_default_train_uses_the_cached_synthetic_set(monkeypatch, tmp_path: Path
     info = json.loads(Path(f"{backbone}.json").read_text())
     assert info["task"] == fer_config.SYNTHETIC_BACKBONE["task"] == "expression" and info["sha256"] in Path(f"{backbone}.sha256").read_text()
     mtime = backbone.stat().st_mtime_ns
-    again = cli.train_config_from_args(cli.build_parser().parse_args(["train", "--no-progress"]))
+    again = _default_train_config("--no-progress")
     assert again.pretrained == config.pretrained and backbone.stat().st_mtime_ns == mtime  # cached
     # other generator settings: a new data set and a new backbone, the old ones untouched
     monkeypatch.setattr(fer_config, "SYNTHETIC_DEFAULTS",
                         {"n_train": 14, "n_test": 7, "image_size": 16, "n_identities": 4})
-    changed = cli.train_config_from_args(cli.build_parser().parse_args(["train"]))
+    changed = _default_train_config()
     assert changed.data != config.data and changed.pretrained != config.pretrained
     assert Path(changed.pretrained).is_file() and backbone.stat().st_mtime_ns == mtime
-    scratch = cli.build_parser().parse_args(["train", "--pretrained", "none"])
-    assert cli.train_config_from_args(scratch).pretrained is None
+    assert _default_train_config("--pretrained", "none").pretrained is None
     rafdb = cli.train_config_from_args(cli.build_parser().parse_args(["train", "--data", "x"]))
     assert (rafdb.image_size, rafdb.epochs, rafdb.batch_size, rafdb.lr) == (100, 75, 32, 1e-3)
     assert (rafdb.augment, rafdb.lr_gamma, rafdb.t, rafdb.beta) == ("randaugment", 0.9, 0.7, 3.0)
+
+
+def test_parsing_only_parses(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Issue 26: ``train_config_from_args`` makes no data set, no backbone, no folder, and does
+    not look at the run folder (a run left in the default folder does not stop it)."""
+    leftover = Path("runs/fer/synthetic-full-noise03-seed0")
+    leftover.mkdir(parents=True)
+    (leftover / "checkpoint.pt").write_bytes(b"the README's main job ran here")
+    before = sorted(p for p in tmp_path.rglob("*"))
+    config = cli.train_config_from_args(cli.build_parser().parse_args(["train"]))
+    assert config.data == "" and config.pretrained is None
+    assert Path(config.out) == leftover  # the name; the command numbers it
+    assert sorted(p for p in tmp_path.rglob("*")) == before
+
+
+def test_the_suite_passes_after_the_readme_main_job(tmp_path: Path) -> None:
+    """Issue 26, the regression: ``noisylabel-fer train`` in a folder left
+    ``runs/fer/synthetic-full-noise03-seed0``, then the README's test command ran there and
+    this module's default-data test failed ("already holds a run")."""
+    leftover = tmp_path / "clone" / "runs" / "fer" / "synthetic-full-noise03-seed0"
+    leftover.mkdir(parents=True)
+    (leftover / "checkpoint.pt").write_bytes(b"the README's main job ran here")
+    test = f"{Path(__file__)}::test_default_train_uses_the_cached_synthetic_set"
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:xdist", "-q", "-p",
+                           "no:cacheprovider", test], cwd=leftover.parents[2],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert sorted(p.name for p in leftover.iterdir()) == ["checkpoint.pt"]
 
 
 def test_installed_console_script_help() -> None:

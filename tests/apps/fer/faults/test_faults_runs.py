@@ -17,7 +17,7 @@ from faults_support import TINY, assert_one_line_error, run_cli, tiny_config
 
 from noisylabel.apps.fer import train as train_module
 from noisylabel.apps.fer.engine import NonFiniteError, load_checkpoint
-from noisylabel.apps.fer.report import atomic_torch_save
+from noisylabel.apps.fer.run_folder import atomic_torch_save
 from noisylabel.apps.fer.train import train
 
 
