@@ -173,6 +173,9 @@ VARIANTS: dict[str, dict[str, Any]] = {  # benchmark name -> TrainConfig overrid
     "full-wce": {"variant": "full", "target_loss": "wce"},
     "full-batchanchor": {"variant": "full", "anchor_inference": "batch"},
     "full-perclass": {"variant": "full", "per_class": True},
+    "full-calib": {"variant": "full", "signal": "calibrated"},
+    "full-calib-klce": {"variant": "full", "signal": "calibrated", "target_loss": "kl+ce"},
+    "full-calib-onehot": {"variant": "full", "signal": "calibrated", "class_targets": "onehot"},
     "clean-only": {"variant": "baseline"},  # baseline on the unflipped labels only
 }
 ORACLES = ("full-oracle", "clean-only")

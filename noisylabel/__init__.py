@@ -22,6 +22,8 @@ _EXPORTS: dict[str, str] = {
     "cosine_similarity": "noisylabel.signals",
     "normalized_loss": "noisylabel.signals",
     "bounded_loss": "noisylabel.signals",
+    "calibrated_cosine": "noisylabel.signals",
+    "class_thresholds": "noisylabel.signals",
     "get_signal": "noisylabel.signals",
     "Signal": "noisylabel.signals",
     # one-call detection
@@ -113,6 +115,8 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     from noisylabel.signals import (
         Signal,
         bounded_loss,
+        calibrated_cosine,
+        class_thresholds,
         cosine_similarity,
         get_signal,
         normalized_loss,

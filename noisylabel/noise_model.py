@@ -135,7 +135,7 @@ class NoiseModel:
         Dataset size N (indices passed to ``record``/``weights`` lie in ``0 .. N-1``).
     num_classes : int
         Number of classes C.
-    signal : {"cosine", "loss"} or Signal
+    signal : {"cosine", "loss", "calibrated"} or Signal
         Per-sample signal fitted by the mixture.
     t : float
         Miner threshold (and smoothed one-hot diagonal).

@@ -99,7 +99,7 @@ def detect(
         Given integer labels in ``0 .. K-1``.
     pred_probs : array-like or torch.Tensor of shape (N, K)
         Out-of-sample predicted probabilities; rows sum to 1.
-    signal : {"cosine", "loss"} or Signal
+    signal : {"cosine", "loss", "calibrated"} or Signal
         Per-sample signal; its ``clean_side`` orients the mixture.
     per_class : bool
         Fit one mixture per class as well.

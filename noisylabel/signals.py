@@ -155,6 +155,97 @@ def bounded_loss(labels: Any, pred_probs: Any, *, validate: bool = True) -> Any:
     return 1.0 - _label_prob(labels, pred_probs)
 
 
+def class_thresholds(labels: Any, pred_probs: Any, *, validate: bool = True) -> Any:
+    """Each class's average self-confidence: ``t_j = mean_{i: y_i = j} p_{i,j}``.
+
+    The per-class thresholds of confident learning (Northcutt et al., 2021). A class the model
+    is still unsure of has a low ``t_j`` whether its labels are right or wrong. A class without
+    labelled samples gets the mean threshold of the others.
+
+    Parameters
+    ----------
+    labels : array-like or torch.Tensor of shape (N,)
+        Integer labels in ``0 .. K-1``.
+    pred_probs : array-like or torch.Tensor of shape (N, K)
+        Predicted probabilities (rows sum to 1).
+    validate : bool
+        Check the inputs with ``check_pred_probs``.
+
+    Returns
+    -------
+    numpy.ndarray or torch.Tensor of shape (K,)
+        ``t_j`` in (0, 1], same array type (and device) as ``pred_probs``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from noisylabel.signals import class_thresholds
+    >>> pred_probs = np.array([[0.9, 0.1], [0.7, 0.3], [0.4, 0.6]])
+    >>> print(class_thresholds(np.array([0, 0, 1]), pred_probs).round(3))
+    [0.8 0.6]
+    """
+    pred_probs = _checked(labels, pred_probs, validate)
+    k = pred_probs.shape[1]
+    if is_tensor(pred_probs):
+        import torch
+
+        y = torch.as_tensor(labels, device=pred_probs.device).long()
+        sums = torch.zeros(k, dtype=pred_probs.dtype, device=pred_probs.device)
+        sums.index_add_(0, y, _label_prob(y, pred_probs))
+        counts = torch.bincount(y, minlength=k).to(pred_probs.dtype)
+    else:
+        y = np.asarray(labels, dtype=np.int64)
+        sums = np.bincount(y, weights=_label_prob(y, pred_probs), minlength=k)
+        counts = np.bincount(y, minlength=k).astype(np.float64)
+    present = counts > 0
+    t = sums / counts.clip(min=1)
+    t[~present] = t[present].mean()
+    return t.clip(min=_TINY)
+
+
+def calibrated_cosine(labels: Any, pred_probs: Any, *, validate: bool = True) -> Any:
+    """Cosine similarity to the label after dividing each class's probability by its threshold.
+
+    ``p~_{i,j} = (p_{i,j} / t_j) / sum_k (p_{i,k} / t_k)`` with ``t_j`` the class's average
+    self-confidence ([`class_thresholds`][noisylabel.signals.class_thresholds]), then
+    ``S_i = cos(p~_i, onehot(y_i))``. On the raw cosine a class the model predicts with low
+    confidence sits low as a whole, right labels and wrong ones alike, and a mixture fitted to
+    all samples flags the class whole; dividing by ``t_j`` puts every class's clean labels on a
+    common scale (docs/method.md, "When w flags whole classes"). Computed over the whole
+    training set at once (the thresholds depend on every sample).
+
+    Parameters
+    ----------
+    labels : array-like or torch.Tensor of shape (N,)
+        Integer labels in ``0 .. K-1``.
+    pred_probs : array-like or torch.Tensor of shape (N, K)
+        Predicted probabilities (rows sum to 1).
+    validate : bool
+        Check the inputs with ``check_pred_probs``.
+
+    Returns
+    -------
+    numpy.ndarray or torch.Tensor of shape (N,)
+        S_i in (0, 1], same array type (and device) as ``pred_probs``.
+
+    Examples
+    --------
+    A class predicted at 0.4 on its own labels scores like a confident one:
+
+    >>> import numpy as np
+    >>> from noisylabel.signals import calibrated_cosine, cosine_similarity
+    >>> y = np.array([0, 0, 1, 1])
+    >>> p = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])
+    >>> print(cosine_similarity(y, p).round(2), calibrated_cosine(y, p).round(2))
+    [0.99 0.99 0.55 0.55] [0.97 0.97 0.83 0.83]
+    """
+    pred_probs = _checked(labels, pred_probs, validate)
+    scaled = pred_probs / class_thresholds(labels, pred_probs, validate=False)[None, :]
+    return cosine_similarity(labels, scaled / scaled.sum(1, keepdims=True)
+                             if not is_tensor(scaled) else scaled / scaled.sum(1, keepdim=True),
+                             validate=False)
+
+
 @dataclass(frozen=True)
 class Signal:
     """A named per-sample signal and the side of [0, 1] where clean samples lie.
@@ -169,8 +260,9 @@ class Signal:
         "high": clean samples have high values (cosine); "low": low values (loss).
 
     The registry [`SIGNALS`][noisylabel.signals.SIGNALS] maps "cosine" to
-    [`cosine_similarity`][noisylabel.signals.cosine_similarity] and "loss" to
-    [`bounded_loss`][noisylabel.signals.bounded_loss].
+    [`cosine_similarity`][noisylabel.signals.cosine_similarity], "loss" to
+    [`bounded_loss`][noisylabel.signals.bounded_loss] and "calibrated" to
+    [`calibrated_cosine`][noisylabel.signals.calibrated_cosine].
     """
 
     name: str
@@ -184,6 +276,7 @@ class Signal:
 SIGNALS: dict[str, Signal] = {
     "cosine": Signal("cosine", cosine_similarity, "high"),
     "loss": Signal("loss", bounded_loss, "low"),
+    "calibrated": Signal("calibrated", calibrated_cosine, "high"),
 }
 
 
@@ -193,7 +286,7 @@ def get_signal(name: str | Signal) -> Signal:
     Parameters
     ----------
     name : str or Signal
-        "cosine" or "loss" (or a custom [`Signal`][noisylabel.signals.Signal]).
+        "cosine", "loss" or "calibrated" (or a custom [`Signal`][noisylabel.signals.Signal]).
 
     Returns
     -------

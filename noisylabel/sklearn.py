@@ -85,7 +85,7 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
         size of the smallest class that has at least two members. Samples of a class with a
         single member cannot be held out: they get ``w = 1`` (unjudged). A splitter is used as
         given.
-    signal : {"cosine", "loss"}, default="cosine"
+    signal : {"cosine", "loss", "calibrated"}, default="cosine"
         Per-sample signal the mixture is fitted to (see
         [`get_signal`][noisylabel.signals.get_signal]).
     threshold : "auto" or float in [0, 1], default="auto"

@@ -11,6 +11,8 @@ from noisylabel.signals import (
     SIGNALS,
     Signal,
     bounded_loss,
+    calibrated_cosine,
+    class_thresholds,
     cosine_similarity,
     get_signal,
     normalized_loss,
@@ -43,7 +45,8 @@ def test_normalized_loss_is_minmax_ce():
     np.testing.assert_array_equal(normalized_loss([0, 1, 0], same), 0.0)
 
 
-@pytest.mark.parametrize("fn", [cosine_similarity, normalized_loss])
+@pytest.mark.parametrize("fn", [cosine_similarity, normalized_loss, calibrated_cosine,
+                                class_thresholds])
 def test_numpy_and_torch_agree(fn):
     labels, p = _probs()
     out = fn(torch.from_numpy(labels), torch.from_numpy(p))
@@ -54,7 +57,8 @@ def test_numpy_and_torch_agree(fn):
 def test_registry():
     assert get_signal("cosine").clean_side == "high"
     assert get_signal("loss").clean_side == "low"
-    assert set(SIGNALS) == {"cosine", "loss"}
+    assert get_signal("calibrated").clean_side == "high"
+    assert set(SIGNALS) == {"cosine", "loss", "calibrated"}
     custom = Signal("neg", lambda y, p, **kw: 1 - cosine_similarity(y, p), "low")
     assert get_signal(custom) is custom
     labels, p = _probs()
@@ -100,3 +104,47 @@ def test_loss_signal_separates_where_min_max_normalisation_does_not():
         assert bmm.separated_ is separated, fn.__name__
     w = bmm.clean_probability(bounded_loss(labels, p))
     assert roc_auc_score(labels != y, 1 - w) > 0.95
+
+
+def test_class_thresholds_are_mean_self_confidence():
+    labels, p = _probs(n=200, k=4)
+    t = class_thresholds(labels, p)
+    for c in range(4):
+        assert t[c] == pytest.approx(p[labels == c, c].mean())
+    # a class nobody is labelled with gets the mean of the others
+    t = class_thresholds(np.where(labels == 3, 0, labels), p)
+    assert t[3] == pytest.approx(t[:3].mean())
+
+
+def _unsure_class(n=600, seed=0):
+    """Three classes, 30% of labels flipped; the model is sure of classes 0 and 1 (0.9 on the
+    true class) and confuses class 2 with class 0 (0.25 on class 2, 0.65 on class 0), so the
+    right labels of class 2 score as low as wrong ones on the raw cosine."""
+    rng = np.random.default_rng(seed)
+    true = rng.choice(3, n, p=[0.4, 0.4, 0.2])
+    flip = rng.random(n) < 0.3
+    labels = np.where(flip, (true + rng.integers(1, 3, n)) % 3, true)
+    conf = (0.9 + rng.normal(0, 0.03, n)).clip(0.5, 0.98)
+    p = np.zeros((n, 3)) + ((1 - conf) / 2)[:, None]
+    p[np.arange(n), true] = conf
+    c2 = (0.25 + rng.normal(0, 0.04, n)).clip(0.05, 0.5)
+    p[true == 2] = np.stack([0.9 - c2, np.full(n, 0.1), c2], 1)[true == 2]
+    return labels, p, flip
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_calibration_keeps_an_unsure_class(seed):
+    from noisylabel.detect import clean_probability
+
+    labels, p, flip = _unsure_class(seed=seed)
+    unsure = labels == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw = clean_probability(labels, p, signal="cosine")
+        cal = clean_probability(labels, p, signal="calibrated")
+    # raw cosine: class 2 is flagged whole, right labels and wrong ones alike
+    assert (raw[unsure & ~flip] < 0.5).all()
+    # calibrated: its right labels are kept, its wrong ones and the others' still flagged
+    assert (cal[unsure & ~flip] >= 0.5).mean() > 0.9
+    assert (cal[flip] < 0.5).mean() > 0.95
+    assert (cal[~unsure & ~flip] >= 0.5).mean() > 0.95

@@ -126,7 +126,7 @@ class TrainConfig:
         Class-distribution mining threshold (docs/method.md, "Eq. 7-8").
     beta : float
         Loss-weight schedule parameter (docs/method.md, "Eq. 10-13").
-    signal : {"cosine", "loss"}
+    signal : {"cosine", "loss", "calibrated"}
         Per-sample signal the Beta mixture is fitted to.
     target_loss : {"kl", "kl+ce", "wce"}
         The target branch's loss: ``kl`` = KL(q || target) (the paper); ``kl+ce`` (ours) adds
@@ -249,7 +249,7 @@ class TrainConfig:
     t: float = _opt(0.7, "class-distribution mining threshold")
     beta: float = _opt(3.0, "loss-weight schedule parameter")
     signal: str = _opt("cosine", "per-sample signal of the Beta mixture",
-                       choices=("cosine", "loss"))
+                       choices=("cosine", "loss", "calibrated"))
     target_loss: str = _opt("kl", "target branch loss: KL(q || target) (kl, the paper) or that "
                             "plus the w-weighted CE on the given labels (kl+ce, ours)",
                             choices=("kl", "kl+ce", "wce"))
@@ -352,6 +352,7 @@ class TrainConfig:
             cfg.per_class, cfg.mining_rule, cfg.l1_normalize = False, "absolute", "batch"
             cfg.stats_pass, cfg.target_loss = "eval", "kl"
             cfg.class_targets, cfg.q_from, cfg.aux_decay = "mined", "aux", True
+            cfg.signal = "cosine"
         elif cfg.warmup is None:
             cfg.warmup = math.ceil(cfg.beta)
         return cfg

@@ -65,8 +65,10 @@ def test_both_statistics_passes_feed_the_noise_model(tiny_faces: Path, tmp_path:
 
 def test_paper_exact_restores_the_literal_method() -> None:
     cfg = TrainConfig(data="x", paper_exact=True, warmup=7, per_class=True,
-                      class_targets="onehot", q_from="target", aux_decay=False).resolved()
+                      class_targets="onehot", q_from="target", aux_decay=False,
+                      signal="calibrated").resolved()
     assert (cfg.class_targets, cfg.q_from, cfg.aux_decay) == ("mined", "aux", True)
+    assert cfg.signal == "cosine"
     assert (cfg.warmup, cfg.gate, cfg.monotone, cfg.per_class) == (0, False, False, False)
     assert (cfg.mining_rule, cfg.l1_normalize, cfg.stats_pass) == ("absolute", "batch", "eval")
     default = TrainConfig(data="x").resolved()
