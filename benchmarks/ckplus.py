@@ -176,9 +176,13 @@ VARIANTS: dict[str, dict[str, Any]] = {  # benchmark name -> TrainConfig overrid
     "full-calib": {"variant": "full", "signal": "calibrated"},
     "full-calib-klce": {"variant": "full", "signal": "calibrated", "target_loss": "kl+ce"},
     "full-calib-onehot": {"variant": "full", "signal": "calibrated", "class_targets": "onehot"},
+    "full-calib-pseudo": {"variant": "full", "signal": "calibrated", "class_targets": "onehot",
+                          "q_from": "pseudo"},
+    "full-pseudo": {"variant": "full", "class_targets": "onehot", "q_from": "pseudo"},
+    "full-oracle-pseudo": {"variant": "full", "class_targets": "onehot", "q_from": "pseudo"},
     "clean-only": {"variant": "baseline"},  # baseline on the unflipped labels only
 }
-ORACLES = ("full-oracle", "clean-only")
+ORACLES = ("full-oracle", "full-oracle-pseudo", "clean-only")
 
 PROFILES: dict[str, dict[str, Any]] = {
     "cpu": {"image_size": 48, "epochs": 30, "batch_size": 32, "pretrain_epochs": 4},
@@ -287,7 +291,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     if job["name"] == "clean-only":
         cfg = _config(job, str(out / "run"), _clean_view(cfg, out / "view"))
         cfg.noise = 0.0
-    elif job["name"] == "full-oracle":
+    elif job["name"].startswith("full-oracle"):
         _install_oracle(cfg)
     result = train(cfg)
     hist = result["history"]

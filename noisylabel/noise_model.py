@@ -207,6 +207,7 @@ class NoiseModel:
         self._count = torch.zeros(n, dtype=torch.float32, device=dev)
         self._labels = torch.full((n,), -1, dtype=torch.long, device=dev)
         self._w = torch.ones(n, dtype=torch.float32, device=dev)
+        self._last_probs = torch.full((n, c), 1.0 / c, dtype=torch.float32, device=dev)
         self._d = torch.as_tensor(self.miner.distributions_, dtype=torch.float32, device=dev)
         self.last_accepted_epoch: int | None = None
         self.mixture_: BetaMixture | None = None
@@ -317,6 +318,7 @@ class NoiseModel:
         if bool((labels < 0).any().item()):
             raise ValueError("NoiseModel.fit: recorded samples without a label (internal error)")
 
+        self._last_probs[seen_idx] = probs
         self.miner.update(labels, probs, validate=False)
         self._d = torch.as_tensor(self.miner.distributions_, dtype=torch.float32, device=self.device)
 
@@ -407,6 +409,14 @@ class NoiseModel:
         return self._w
 
     @property
+    def predictions(self) -> torch.Tensor:
+        """Mean recorded prediction of every sample at its last fit, shape (N, C), rows sum to
+        1 (uniform before a sample's first fit; a view: do not modify). With an eval-mode
+        statistics pass these are the un-augmented predictions the signal was computed from,
+        the natural source of a pseudo-label ``argmax_c predictions[i, c]``."""
+        return self._last_probs
+
+    @property
     def class_distributions(self) -> torch.Tensor:
         """Mined class distributions D, shape (C, C), rows sum to 1, on ``device``."""
         return self._d
@@ -429,6 +439,7 @@ class NoiseModel:
             "labels": self._labels.detach().cpu().clone(),
             "probs": self._probs.detach().cpu().clone(),
             "count": self._count.detach().cpu().clone(),
+            "last_probs": self._last_probs.detach().cpu().clone(),
             "miner": {
                 "distributions": torch.from_numpy(miner["distributions"]),
                 "accepted": torch.from_numpy(miner["accepted"]),
@@ -451,6 +462,8 @@ class NoiseModel:
         self._labels = state["labels"].to(self.device, torch.long).clone()
         self._probs = state["probs"].to(self.device, torch.float32).clone()
         self._count = state["count"].to(self.device, torch.float32).clone()
+        if "last_probs" in state:  # absent from checkpoints written before 0.2
+            self._last_probs = state["last_probs"].to(self.device, torch.float32).clone()
         self.miner.load_state_dict(state["miner"])
         self._d = torch.as_tensor(self.miner.distributions_, dtype=torch.float32, device=self.device)
         self.last_accepted_epoch = state["last_accepted_epoch"]

@@ -176,6 +176,23 @@ def test_a_class_the_model_cannot_predict_is_reported_flagged_whole():
     assert small.fit(1).flagged_classes == []
 
 
+def test_predictions_keep_the_last_fits_mean_record():
+    labels, probs, _ = separated_epoch()
+    nm = NoiseModel(N, C)
+    torch.testing.assert_close(nm.predictions, torch.full((N, C), 1.0 / C))  # before any fit
+    nm.record(torch.arange(10), probs[:10], labels[:10])
+    nm.record(torch.arange(5), probs[10:15], labels[:5])  # indices 0..4 twice: their mean
+    nm.fit(1)
+    expected = probs[:10].clone()
+    expected[:5] = (probs[:5] + probs[10:15]) / 2
+    torch.testing.assert_close(nm.predictions[:10], expected / expected.sum(1, keepdim=True))
+    torch.testing.assert_close(nm.predictions[10:], torch.full((N - 10, C), 1.0 / C))
+    nm.record(torch.arange(3), probs[20:23], labels[:3])
+    nm.fit(2)  # only the samples recorded again change
+    torch.testing.assert_close(nm.predictions[:3], probs[20:23])
+    torch.testing.assert_close(nm.predictions[3:10], expected[3:] / expected[3:].sum(1, keepdim=True))
+
+
 def test_state_dict_round_trip(tmp_path):
     labels, probs, _ = separated_epoch()
     nm = NoiseModel(N, C, warmup=0)
@@ -188,6 +205,7 @@ def test_state_dict_round_trip(tmp_path):
     other.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     torch.testing.assert_close(other.clean_probability, nm.clean_probability)
     torch.testing.assert_close(other.class_distributions, nm.class_distributions)
+    torch.testing.assert_close(other.predictions, nm.predictions)
     assert other.last_accepted_epoch == 1
     record_all(nm, labels, probs)
     record_all(other, labels, probs)

@@ -137,9 +137,11 @@ class TrainConfig:
         The ``D[y]`` of ``q = w D[y] + (1 - w) p``: the miner's class distributions (the
         paper), the smoothed one-hot the miner starts from (the miner never accepts a row), or
         the given label's one-hot (docs/method.md, "Our additions").
-    q_from : {"aux", "target"}
-        Whose detached prediction is the ``p`` of q: the auxiliary branch's (the paper) or the
-        target branch's own.
+    q_from : {"aux", "target", "pseudo"}
+        Whose detached prediction is the ``p`` of q: the auxiliary branch's (the paper), the
+        target branch's own, or ``pseudo`` (ours): the one-hot of the class the auxiliary
+        branch gave the un-augmented image in the last statistics pass
+        ([`NoiseModel.predictions`][noisylabel.noise_model.NoiseModel.predictions]).
     aux_decay : bool
         The auxiliary loss weight ``mu1`` decays after ``beta`` (the paper); False keeps it 1.
     stats_pass : {"eval", "train"}
@@ -257,7 +259,9 @@ class TrainConfig:
                               "distributions (the paper), the smoothed one-hot (miner off) or "
                               "the given label's one-hot", choices=("mined", "smoothed", "onehot"))
     q_from: str = _opt("aux", "whose detached prediction is the p in q: the auxiliary branch "
-                       "(the paper) or the target branch", choices=("aux", "target"))
+                       "(the paper), the target branch, or pseudo: the one-hot of the class "
+                       "the auxiliary branch gave the un-augmented image at the last fit",
+                       choices=("aux", "target", "pseudo"))
     aux_decay: bool = _opt(True, "decay the auxiliary loss weight mu1 after beta (the paper)")
     stats_pass: str = _opt("eval", "noise-model input: an extra eval-mode pass over the train set "
                            "(as the references; separates the wrong labels better under "

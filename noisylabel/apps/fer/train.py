@@ -394,13 +394,27 @@ def compute_loss(outputs: FEROutput, y: torch.Tensor, idx: torch.Tensor,
     l1 = weighted_cross_entropy(aux, y, w, normalize=cfg.l1_normalize, validate=False)
     lkld = torch.zeros((), device=y.device)
     if cfg.target_loss != "wce":
-        p_q = p if cfg.q_from == "aux" else torch.softmax(target, dim=1).detach()
-        q = correct_labels(y, p_q, w, class_targets(cfg, noise_model).to(p), validate=False)
+        q = correct_labels(y, q_source(cfg, noise_model, idx, p, target), w,
+                           class_targets(cfg, noise_model).to(p), validate=False)
         lkld = soft_target_kl(target, q, validate=False)
     if cfg.target_loss != "kl":  # ours: the target also fits the labels the model trusts
         lkld = lkld + weighted_cross_entropy(target, y, w, normalize=cfg.l1_normalize,
                                              validate=False)
     return mu1 * l1 + mu2 * lkld, l1, lkld, p
+
+
+def q_source(cfg: TrainConfig, noise_model: NoiseModel, idx: torch.Tensor, p: torch.Tensor,
+             target: torch.Tensor) -> torch.Tensor:
+    """The ``p`` of ``q = w D[y] + (1 - w) p`` chosen by ``cfg.q_from``: the auxiliary branch's
+    prediction on the batch (the paper), the target branch's, or ``pseudo``: the one-hot of the
+    class the auxiliary branch gave the un-augmented image at the last fit,
+    ``onehot(argmax NoiseModel.predictions[i])`` (docs/method.md, "Our additions")."""
+    if cfg.q_from == "aux":
+        return p
+    if cfg.q_from == "target":
+        return torch.softmax(target, dim=1).detach()
+    last = noise_model.predictions[idx.to(noise_model.device)].argmax(1).to(p.device)
+    return F.one_hot(last, p.shape[1]).to(p.dtype)
 
 
 def class_targets(cfg: TrainConfig, noise_model: NoiseModel) -> torch.Tensor:

@@ -172,6 +172,25 @@ def test_wce_and_q_from_target_change_the_target_loss() -> None:
     assert torch.allclose(lkld, soft_target_kl(out.target, q))
 
 
+@pytest.mark.filterwarnings("ignore::noisylabel.mixture.MixtureNotSeparatedWarning")
+def test_q_from_pseudo_uses_the_last_fits_class() -> None:
+    from noisylabel.apps.fer.train import compute_loss
+    from noisylabel.correction import correct_labels
+    from noisylabel.losses import soft_target_kl
+
+    out, y, idx, nm = _loss_inputs()
+    last = torch.softmax(torch.randn(len(y), 3, generator=torch.Generator().manual_seed(1)), 1)
+    nm.record(idx, last, y)
+    nm.fit(1)
+    cfg = TrainConfig(data="x", num_classes=3, q_from="pseudo", class_targets="onehot")
+    _, _, lkld, p = compute_loss(out, y, idx, nm, 1.0, 1.0, cfg)
+    pseudo = torch.nn.functional.one_hot(last.argmax(1), 3).float()
+    q = correct_labels(y, pseudo, nm.weights(idx), torch.eye(3))
+    assert torch.allclose(lkld, soft_target_kl(out.target, q))
+    q_aux = correct_labels(y, p, nm.weights(idx), torch.eye(3))
+    assert not torch.allclose(lkld, soft_target_kl(out.target, q_aux))  # not the batch's p
+
+
 def test_aux_decay_off_keeps_mu1_at_one(tiny_faces: Path, tmp_path: Path) -> None:
     # beta 0.5: epoch 1 is past beta, where mu1 decays
     decayed = train(_config(tiny_faces, tmp_path / "a", variant="full", beta=0.5))
