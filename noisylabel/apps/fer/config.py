@@ -212,8 +212,8 @@ class TrainConfig:
                     "each new run", "DIR", short="-o")
     noise: float = _opt(0.0, "symmetric label-noise rate injected into the training labels, "
                         "seeded by --seed", "RATE")
-    noise_file: str | None = _opt(None, "EAC-format noisy train labels (e.g. noise03.txt); "
-                                  "overrides --noise", "FILE")
+    noise_file: str | None = _opt(None, "EAC-format noisy train labels (e.g. noise03.txt), "
+                                  "instead of --noise (the two are refused together)", "FILE")
     train_labels: str | None = _opt(None, "FER+ layout: train on these labels (CSV "
                                     "'image,label', e.g. FER2013's original labels from "
                                     "prepare-ferplus) while the votes stay the reference; "

@@ -105,7 +105,8 @@ def test_pretrain_out_is_a_folder_refused_before_training(capsys, tmp_path: Path
 
 def test_noise_file_is_a_folder(capsys, tiny_faces: Path, tmp_path: Path) -> None:
     status, _, err = run_cli(capsys, "train", "--data", str(tiny_faces), "--out",
-                             str(tmp_path / "run"), *TINY, "--noise-file", str(tmp_path))
+                             str(tmp_path / "run"), *TINY, "--noise", "0",  # TINY's 0.2 and a
+                             "--noise-file", str(tmp_path))  # noise file are refused together
     assert_one_line_error(status, err, "--noise-file", str(tmp_path), "a folder, not a file")
     assert not (tmp_path / "run").exists()
 
