@@ -629,18 +629,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 @contextlib.contextmanager
 def _warnings_as_lines(debug: bool) -> Iterator[None]:
-    """Warnings issued in the block are shown as one line each on standard error,
-    ``noisylabel-fer: warning: MESSAGE`` (with ``debug``: Python's format, source line included)."""
+    """Warnings issued in the block are shown as one line on standard error,
+    ``noisylabel-fer: warning: MESSAGE``, each message once (a configuration is checked again
+    each time it is copied). With ``debug``: Python's format, source line included."""
+    shown: set[str] = set()
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: typing.TextIO | None = None, line: str | None = None) -> None:
+        text = " ".join(str(message).split())
+        if text not in shown:
+            shown.add(text)
+            print(f"noisylabel-fer: warning: {text}", file=sys.stderr)
+
     with warnings.catch_warnings():
         if not debug:
-            warnings.showwarning = _show_warning
+            warnings.showwarning = show
         yield
-
-
-def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                  file: typing.TextIO | None = None, line: str | None = None) -> None:
-    """``warnings.showwarning`` of the command: the message alone, on one line."""
-    print(f"noisylabel-fer: warning: {' '.join(str(message).split())}", file=sys.stderr)
 
 
 _ERRNO_HINTS = {
