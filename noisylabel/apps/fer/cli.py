@@ -34,6 +34,7 @@ import dataclasses
 import errno
 import sys
 import typing
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -231,8 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "against the model on a batch before it is kept.")
     p_exp.add_argument("checkpoint", help="checkpoint.pt, model_last.pt, model_best.pt or a "
                                           "run folder")
-    p_exp.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript",
-                       help="torchscript (default) or onnx (needs: pip install onnx onnxscript)")
+    p_exp.add_argument("--format", choices=("torchscript", "onnx"),
+                       help="torchscript or onnx (needs: pip install onnx onnxscript); default: "
+                            "onnx for an --out ending in .onnx, else torchscript")
     p_exp.add_argument("--out", "-o", metavar="FILE",
                        help="file to write (default: model.torchscript.pt or model.onnx beside "
                             "the checkpoint)")
@@ -260,7 +262,8 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     parsing only: nothing is generated, trained, created or checked on disk.
 
     Options left out take the preset's values: ``--preset``, else ``synthetic-cpu`` without
-    ``--data`` and ``rafdb-paper`` with it. Without ``--data``, ``data`` stays empty (and
+    ``--data`` and ``rafdb-paper`` with it; a noise file replaces the preset's ``noise`` (a
+    ``--noise`` above 0 given with it is refused). Without ``--data``, ``data`` stays empty (and
     ``pretrained`` None unless given): the command fills them in after the checks
     ([`built_in_data`][noisylabel.apps.fer.cli.built_in_data]). ``--out`` left out is the
     default folder's name, ``out/<data>-<variant>-noise<rate>-seed<seed>``, which the command
@@ -277,10 +280,19 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     -------
     TrainConfig
         The run's options.
+
+    Raises
+    ------
+    ValueError
+        ``--noise`` above 0 and ``--noise-file`` both given, or a bad option value.
     """
     given = {name: getattr(args, name) for name in args._given}
     if given.get("resume"):
         return resume_config_from_args(args)
+    if given.get("noise_file") and given.get("noise"):
+        raise ValueError(f"--noise {given['noise']:g} and --noise-file {given['noise_file']}: the "
+                         "noise file holds the noisy labels, and no noise is injected on top of "
+                         "it; give one of them")
     synthetic = not given.get("data")
     preset = args.preset or ("synthetic-cpu" if synthetic else "rafdb-paper")
     options = {**TRAIN_PRESETS[preset], **given}
@@ -424,9 +436,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     finally:
         distributed.teardown()
     if main:
-        print(f"outputs in {result['out']}: metrics.csv, config.json, summary.json, "
-              "checkpoint.pt, model_last.pt, model_best.pt (with a validation split), "
-              "model_card.json, plots")
+        print(f"outputs in {result['out']}: {', '.join(run_folder.outputs(result['out']))}")
     return 0
 
 
@@ -593,7 +603,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     The one error boundary: an expected failure (bad option value, path, device, image or data
     file; a full disk or a missing permission; a diverged run) ends in one line
     ``noisylabel-fer: error: ...`` and exit status 2; Ctrl-C in one line saying how to resume,
-    and status 130. ``--debug`` shows the traceback instead.
+    and status 130. A warning is one line ``noisylabel-fer: warning: ...``. ``--debug`` shows
+    the traceback instead, and warnings in Python's format (with their source line).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -602,7 +613,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     run = _COMMANDS[args.command]
     try:
-        return int(run(args) or 0)
+        with _warnings_as_lines(args.debug):
+            return int(run(args) or 0)
     except KeyboardInterrupt:
         if args.debug:
             raise
@@ -613,6 +625,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise  # an unexpected RuntimeError is a bug: its traceback is the report
         print(f"noisylabel-fer: error: {describe_error(exc)}", file=sys.stderr)
         return 2
+
+
+@contextlib.contextmanager
+def _warnings_as_lines(debug: bool) -> Iterator[None]:
+    """Warnings issued in the block are shown as one line on standard error,
+    ``noisylabel-fer: warning: MESSAGE``, each message once (a configuration is checked again
+    each time it is copied). With ``debug``: Python's format, source line included."""
+    shown: set[str] = set()
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: typing.TextIO | None = None, line: str | None = None) -> None:
+        text = " ".join(str(message).split())
+        if text not in shown:
+            shown.add(text)
+            print(f"noisylabel-fer: warning: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.showwarning = show
+        yield
 
 
 _ERRNO_HINTS = {

@@ -32,7 +32,8 @@ from typing import Any
 
 from noisylabel.apps.fer.run_folder import decide
 
-__all__ = ["TrainConfig", "PretrainConfig", "RESUME_MAY_CHANGE", "check_output_path",
+__all__ = ["TrainConfig", "PretrainConfig", "RESUME_MAY_CHANGE", "BATCHNORM_MAX_1X1",
+           "check_output_path",
            "TRAIN_PRESETS", "PRETRAIN_PRESETS", "train_preset",
            "pretrain_preset", "cache_home", "SYNTHETIC_DEFAULTS", "SYNTHETIC_BACKBONE"]
 
@@ -85,6 +86,8 @@ class TrainConfig:
     noise : float
         Rate of symmetric label noise injected into the training labels (each flipped label
         goes to a uniformly random other class), seeded by ``seed``. Ignored with ``noise_file``.
+        A rate at or above ``(K - 1) / K`` (K = ``num_classes``) warns: the labels are then no
+        better than random.
     noise_file : str or None
         EAC-format noisy label file (``train_00001.jpg 5``, 1-based) replacing the train labels.
     train_labels : str or None
@@ -117,7 +120,8 @@ class TrainConfig:
         Adam with learning rate ``lr`` (finite, > 0) and ``weight_decay`` (>= 0),
         ExponentialLR(``lr_gamma``, in (0, 1]) stepped once per epoch.
         ``batch_size`` is the global batch of one optimiser step: under torchrun each of the
-        R ranks takes ``batch_size / R`` samples (R must divide it).
+        R ranks takes ``batch_size / R`` samples (R must divide it); 1 is refused at
+        ``image_size`` 32 and below, where BatchNorm cannot train on one image.
     augment : {"randaugment", "flip", "none"}
         Training augmentation on the device: ``randaugment`` = horizontal flip, RandAugment
         ``m5-n3-mstd0.5`` and random erasing (the paper); ``flip`` = flip and random erasing only;
@@ -210,8 +214,8 @@ class TrainConfig:
                     "each new run", "DIR", short="-o")
     noise: float = _opt(0.0, "symmetric label-noise rate injected into the training labels, "
                         "seeded by --seed", "RATE")
-    noise_file: str | None = _opt(None, "EAC-format noisy train labels (e.g. noise03.txt); "
-                                  "overrides --noise", "FILE")
+    noise_file: str | None = _opt(None, "EAC-format noisy train labels (e.g. noise03.txt), "
+                                  "instead of --noise (the two are refused together)", "FILE")
     train_labels: str | None = _opt(None, "FER+ layout: train on these labels (CSV "
                                     "'image,label', e.g. FER2013's original labels from "
                                     "prepare-ferplus) while the votes stay the reference; "
@@ -313,6 +317,8 @@ class TrainConfig:
         _check_int(self, "num_threads", low=1, optional=True)
         _check_int(self, "warmup", low=0, optional=True)
         _check_int(self, "num_classes", low=2)
+        _check_batch_size(self)
+        _warn_noise_past_random(self)
         _check_schedule(self)
         _check_float(self, "weight_decay", low=0.0)
         _check_float(self, "t", low=0.0, high=1.0)
@@ -395,7 +401,8 @@ class PretrainConfig:
         Checkpoint file to write (plus ``.sha256`` and ``.json`` beside it).
     image_size, epochs, batch_size, lr, lr_gamma : training settings
         Adam(lr) with lr finite and > 0, ExponentialLR(lr_gamma) per epoch with lr_gamma in
-        (0, 1], cross-entropy.
+        (0, 1], cross-entropy; ``batch_size`` 1 is refused at ``image_size`` 32 and below (as
+        in [`TrainConfig`][noisylabel.apps.fer.config.TrainConfig]).
     augment : {"randaugment", "flip", "none"}
         As [`TrainConfig.augment`][noisylabel.apps.fer.config.TrainConfig].
     seed : int
@@ -437,6 +444,7 @@ class PretrainConfig:
             raise ValueError(f"task={self.task!r}; choose 'identity' or 'expression'")
         for name in ("epochs", "batch_size", "image_size"):
             _check_int(self, name, low=1)
+        _check_batch_size(self)
         _check_schedule(self)
 
 
@@ -504,6 +512,34 @@ def _check_float(config: Any, name: str, low: float, high: float = math.inf,
         lower = f"> {low:g}" if low_open else f">= {low:g}"
         upper = f" and <= {high:g}" if high != math.inf else ""
         raise ValueError(f"{name}={value:g}: must be {lower}{upper}")
+
+
+BATCHNORM_MAX_1X1 = 32
+"""The largest input side at which ResNet18's last feature map is 1 x 1 (five halvings): there
+BatchNorm sees one value per channel in a batch of one image, and cannot train on it."""
+
+
+def _check_batch_size(config: Any) -> None:
+    """``config.batch_size`` 1 is refused where BatchNorm cannot train on one image
+    (``image_size`` up to [`BATCHNORM_MAX_1X1`][noisylabel.apps.fer.config.BATCHNORM_MAX_1X1];
+    a last batch of one is joined to the one before it, see ``engine.batch_slices``)."""
+    if config.batch_size == 1 and config.image_size <= BATCHNORM_MAX_1X1:
+        raise ValueError(f"batch_size=1: BatchNorm cannot train on batches of one image at "
+                         f"{config.image_size} px (ResNet18's last feature map is then 1x1); "
+                         "use a batch size of 2 or more")
+
+
+def _warn_noise_past_random(config: TrainConfig) -> None:
+    """Warn when symmetric noise at ``config.noise`` leaves the true class no more likely than
+    any other label: a rate at or above ``(K - 1) / K``, K = ``config.num_classes``."""
+    k = config.num_classes
+    limit = (k - 1) / k
+    if config.noise >= limit:
+        warnings.warn(f"noise={config.noise:g} is at or above (K-1)/K = {limit:.3f} for K = {k} "
+                      "classes: with symmetric noise that high a label is no more likely to be "
+                      "the true class than any other class (above it, less likely), so the "
+                      "labels are no better than random (worse above it)", UserWarning,
+                      stacklevel=4)
 
 
 def _check_schedule(config: Any) -> None:

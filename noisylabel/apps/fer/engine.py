@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from noisylabel.apps.fer import distributed
 from noisylabel.apps.fer.augment import BatchAugment, normalize
-from noisylabel.apps.fer.run_folder import atomic_torch_save
+from noisylabel.apps.fer.run_folder import atomic_torch_save, load_error_cause
 
 __all__ = ["Runtime", "resolve_device", "epoch_permutation", "batch_slices", "train_one_epoch",
            "predict_probs", "evaluate", "seed_everything", "make_generators", "rng_state",
@@ -351,7 +351,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as exc:
-        raise ValueError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})") \
+        raise ValueError(f"{path} is not a readable checkpoint ({load_error_cause(exc)})") \
             from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a noisylabel-fer training checkpoint")

@@ -20,12 +20,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from noisylabel.apps.fer.config import check_output_path
 from noisylabel.apps.fer.inference import FERModel, load_model
 from noisylabel.apps.fer.run_folder import atomic_output
 
-__all__ = ["export_model", "FORMATS", "run"]
+__all__ = ["export_model", "FORMATS", "SUFFIX_FORMATS", "output_format", "run"]
 
 FORMATS = ("torchscript", "onnx")
+SUFFIX_FORMATS = {".onnx": "onnx", ".pt": "torchscript", ".pth": "torchscript"}
+"""The format a file name's suffix (any case) says: ``export`` writes it when ``--format`` is
+left out, and refuses a ``--format`` that disagrees."""
 ONNX_HINT = "ONNX export needs the onnx and onnxscript packages: pip install onnx onnxscript"
 
 
@@ -141,19 +145,51 @@ def _require_onnx() -> None:
 # ----------------------------------------------------------------------------- command
 
 
+def output_format(format: str | None, out: str | None) -> str:  # noqa: A002 (the option's name)
+    """The format ``export`` writes: ``format`` when given, else the one ``out``'s suffix says
+    ([`SUFFIX_FORMATS`][noisylabel.apps.fer.export.SUFFIX_FORMATS]), else TorchScript.
+
+    Parameters
+    ----------
+    format : {"torchscript", "onnx"} or None
+        ``--format``; None when left out.
+    out : str or None
+        ``--out``; None when left out.
+
+    Returns
+    -------
+    str
+        One of [`FORMATS`][noisylabel.apps.fer.export.FORMATS].
+
+    Raises
+    ------
+    ValueError
+        ``format`` and ``out``'s suffix disagree (``--format torchscript --out x.onnx``).
+    """
+    suffix = Path(out).suffix.lower() if out else ""
+    said = SUFFIX_FORMATS.get(suffix)
+    if format is not None and said is not None and format != said:
+        raise ValueError(f"--format {format} and --out {out} disagree: a {suffix} file holds "
+                         f"{said}; change the file name or leave out --format")
+    return format or said or "torchscript"
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``noisylabel-fer export``; returns the exit status."""
+    fmt = output_format(args.format, args.out)
+    if args.out:  # before any work
+        check_output_path("--out", args.out, folder=False)
     source = Path(args.checkpoint)
     folder = source if source.is_dir() else source.parent
     out = Path(args.out) if args.out else folder / (
-        "model.onnx" if args.format == "onnx" else "model.torchscript.pt")
+        "model.onnx" if fmt == "onnx" else "model.torchscript.pt")
     try:
-        diff = export_model(source, out, args.format, batch_size=args.batch_size)
+        diff = export_model(source, out, fmt, batch_size=args.batch_size)
     except ModuleNotFoundError as exc:
         if str(exc) != ONNX_HINT:
             raise
         print(f"noisylabel-fer export: error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {out} ({args.format}): float32 (N, 3, S, S) pixel values 0-255 -> logits; "
+    print(f"wrote {out} ({fmt}): float32 (N, 3, S, S) pixel values 0-255 -> logits; "
           f"max abs difference from the model on {args.batch_size} images: {diff:.3g}")
     return 0

@@ -2,7 +2,11 @@
 
 [`decode_image`][noisylabel.apps.fer.image_cache.decode_image] reads one file (PIL, RGB) and
 optionally resizes it (bicubic, antialiased); every loader and ``noisylabel-fer predict`` use it.
-A decoded split is one uint8 tensor ``(N, 3, H, W)``, cached on disk with ``torch.save``
+Resizing an image of an odd size (more than
+[`MAX_STRETCH`][noisylabel.apps.fer.image_cache.MAX_STRETCH]:1, or enlarged more than
+[`MAX_UPSCALE`][noisylabel.apps.fer.image_cache.MAX_UPSCALE] times) distorts it: a
+[`SplitDecoder`][noisylabel.apps.fer.image_cache.SplitDecoder] notes those, to warn once per
+split. A decoded split is one uint8 tensor ``(N, 3, H, W)``, cached on disk with ``torch.save``
 (loaded with ``weights_only=True``). The cache key is the SHA-256 of the label file's bytes, the
 split, the image size, the error mode and every image's size and mtime, so any change of the
 data invalidates it. The cache lives in ``root/.noisylabel_cache/`` or, when the data folder is
@@ -24,12 +28,20 @@ from PIL import Image, UnidentifiedImageError
 from noisylabel.apps.fer.config import cache_home
 from noisylabel.apps.fer.run_folder import atomic_torch_save
 
-__all__ = ["IMAGE_SUFFIXES", "decode_image", "decode_images", "stack_images", "check_image_size",
-           "check_same_size", "cache_key", "cache_candidates", "load_cache", "save_cache"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_STRETCH", "MAX_UPSCALE", "decode_image", "decode_images",
+           "SplitDecoder", "odd_size", "warn_resized", "name_list", "stack_images",
+           "check_image_size", "check_same_size", "cache_key", "cache_candidates", "load_cache",
+           "save_cache"]
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp")
 """File name endings (any case) read as images by the class-folder loader and ``predict``."""
 _CACHE_VERSION = 1
+MAX_STRETCH = 2.0
+"""An image whose longer side is more than this many times its shorter one is squashed by the
+resize to a square: warned (docs/troubleshooting.md)."""
+MAX_UPSCALE = 8.0
+"""An image whose shorter side the resize enlarges more than this many times is mostly
+interpolation: warned (docs/troubleshooting.md)."""
 
 
 def check_image_size(image_size: int | None) -> None:
@@ -51,17 +63,102 @@ def decode_image(path: Path, image_size: int | None) -> np.ndarray:
         pixels; raise it for a trusted file), or an integer image holds values outside 16 bits.
         The message does not repeat ``path``: the callers name the file.
     """
+    return _decode(path, image_size)[0]
+
+
+def _decode(path: Path, image_size: int | None) -> tuple[np.ndarray, tuple[int, int]]:
+    """[`decode_image`][noisylabel.apps.fer.image_cache.decode_image], and the file's own
+    (width, height)."""
     with warnings.catch_warnings():  # over the limit: Pillow only warns; refuse it here
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             with Image.open(path) as im:
+                stored = im.size
                 im = _to_rgb(im)
                 if image_size is not None and im.size != (image_size, image_size):
                     im = im.resize((image_size, image_size), Image.Resampling.BICUBIC)
-                return np.asarray(im, dtype=np.uint8)
+                return np.asarray(im, dtype=np.uint8), stored
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ValueError(f"refused as a possible decompression bomb ({exc}); raise "
                              "PIL.Image.MAX_IMAGE_PIXELS if the file is trusted") from None
+
+
+def odd_size(width: int, height: int, image_size: int | None) -> bool:
+    """Whether resizing a ``width x height`` image to ``image_size x image_size`` distorts it:
+    its longer side is more than [`MAX_STRETCH`][noisylabel.apps.fer.image_cache.MAX_STRETCH]
+    times its shorter one, or its shorter side is enlarged more than
+    [`MAX_UPSCALE`][noisylabel.apps.fer.image_cache.MAX_UPSCALE] times.
+
+    Parameters
+    ----------
+    width, height : int
+        The stored size, in pixels.
+    image_size : int or None
+        The side it is resized to; None (no resize) is never odd.
+
+    Returns
+    -------
+    bool
+    """
+    if image_size is None or (width, height) == (image_size, image_size):
+        return False
+    short, long = sorted((width, height))
+    return long > MAX_STRETCH * short or image_size > MAX_UPSCALE * short
+
+
+def name_list(names: Sequence[str], limit: int = 5) -> str:
+    """The first ``limit`` of ``names``, comma-separated, with `` ...`` when there are more."""
+    return ", ".join(names[:limit]) + (" ..." if len(names) > limit else "")
+
+
+def warn_resized(resized: Sequence[str], where: str, image_size: int | None) -> None:
+    """One warning for a split's images that were resized from an odd size
+    ([`odd_size`][noisylabel.apps.fer.image_cache.odd_size]); none when there are none.
+
+    Parameters
+    ----------
+    resized : sequence of str
+        Their names.
+    where : str
+        The split, as the message names it (``<root>, split 'train'``).
+    image_size : int or None
+        The side they were resized to.
+    """
+    if resized:
+        warnings.warn(f"{where}: {len(resized)} image(s) resized to {image_size}x{image_size} px "
+                      f"from an odd size (more than {MAX_STRETCH:g}:1, or enlarged more than "
+                      f"{MAX_UPSCALE:g}x), which distorts them: {name_list(resized)}",
+                      stacklevel=3)
+
+
+class SplitDecoder:
+    """Decodes the images of one split
+    ([`decode_image`][noisylabel.apps.fer.image_cache.decode_image]) and notes those resized
+    from an odd size ([`odd_size`][noisylabel.apps.fer.image_cache.odd_size]), to warn once
+    for the split ([`warn_resized`][noisylabel.apps.fer.image_cache.warn_resized]).
+
+    Parameters
+    ----------
+    image_size : int or None
+        As [`decode_image`][noisylabel.apps.fer.image_cache.decode_image]'s.
+
+    Attributes
+    ----------
+    resized : list of str
+        The names of the images resized from an odd size, in decoding order.
+    """
+
+    def __init__(self, image_size: int | None) -> None:
+        self.image_size = image_size
+        self.resized: list[str] = []
+
+    def __call__(self, path: Path, name: str | None = None) -> np.ndarray:
+        """``path`` decoded as [`decode_image`][noisylabel.apps.fer.image_cache.decode_image]
+        decodes it; ``name`` (default: the file's name) is what ``resized`` notes."""
+        array, (width, height) = _decode(path, self.image_size)
+        if odd_size(width, height, self.image_size):
+            self.resized.append(name or path.name)
+        return array
 
 
 _INTEGER_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
@@ -100,6 +197,15 @@ def _writable_dir(path: Path) -> bool:
         return True
     except OSError:
         return False
+
+
+def _why_not_writable(path: Path) -> str:
+    """Why the folder ``path`` cannot take the cache: a file on its way (``NOISYLABEL_HOME``
+    set to a file, say) is not a folder; else it is not writable."""
+    existing = next((p for p in (path, *path.parents) if p.exists()), path)
+    if not existing.is_dir():
+        return f"{existing}: a file, not a folder"
+    return f"{path}: not writable"
 
 
 def cache_key(label_bytes: bytes, split: str, image_size: int | None, on_error: str,
@@ -147,7 +253,7 @@ def save_cache(candidates: Sequence[Path], blob: dict) -> Path | None:
     failures = []
     for path in candidates:
         if not _writable_dir(path.parent):
-            failures.append(f"{path.parent}: not writable")
+            failures.append(_why_not_writable(path.parent))
             continue
         try:
             atomic_torch_save(blob, path)
@@ -164,7 +270,10 @@ def decode_images(paths: Sequence[Path], label_path: Path, tag: str, image_size:
     """Decode ``paths`` into one uint8 tensor (N, 3, H, W), through the on-disk cache.
 
     The cache file is named by ``tag`` and keyed like [`load_split`][noisylabel.apps.fer.layouts.load_split]'s (the label file's
-    bytes, the image size, every image's size and mtime).
+    bytes, the image size, every image's size and mtime). Images resized from an odd size are
+    warned about once, from the cache too
+    ([`warn_resized`][noisylabel.apps.fer.image_cache.warn_resized], naming the label file's
+    folder).
 
     Raises
     ------
@@ -180,11 +289,13 @@ def decode_images(paths: Sequence[Path], label_path: Path, tag: str, image_size:
     for c in candidates if cache else ():
         blob = load_cache(c, key)
         if blob is not None:
+            warn_resized(blob.get("resized", []), str(root), image_size)
             return blob["images"]
+    decode = SplitDecoder(image_size)
     arrays = []
     for path in paths:
         try:
-            arr = decode_image(path, image_size)
+            arr = decode(path)
         except FileNotFoundError:
             raise FileNotFoundError(f"image not found: {path} (listed in {label_path})"
                                     ) from None
@@ -194,6 +305,7 @@ def decode_images(paths: Sequence[Path], label_path: Path, tag: str, image_size:
             check_same_size(arr, path, arrays[0], paths[0].name)
         arrays.append(arr)
     images = stack_images(arrays)
+    warn_resized(decode.resized, str(root), image_size)
     if cache:
-        save_cache(candidates, {"key": key, "images": images})
+        save_cache(candidates, {"key": key, "images": images, "resized": decode.resized})
     return images

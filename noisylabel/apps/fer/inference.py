@@ -41,6 +41,7 @@ from noisylabel.apps.fer.run_folder import (
     MODEL_LAST,
     WEIGHT_FILES,
     atomic_torch_save,
+    load_error_cause,
     write_json,
 )
 
@@ -243,8 +244,8 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and unpickler errors all mean "not one of ours"
-        raise ValueError(f"{path} is not a readable PyTorch file ({type(exc).__name__}: "
-                         f"{exc})") from None
+        raise ValueError(f"{path} is not a readable PyTorch file ({load_error_cause(exc)})"
+                         ) from None
     kind = blob.get("format") if isinstance(blob, Mapping) else None
     if kind not in (WEIGHTS_FORMAT, CHECKPOINT_FORMAT):
         found = f"format {kind!r}" if kind else f"a {type(blob).__name__} without a 'format' key"

@@ -39,14 +39,16 @@ from PIL import UnidentifiedImageError
 from noisylabel.apps.fer.classes import CLASS_NAMES
 from noisylabel.apps.fer.image_cache import (
     IMAGE_SUFFIXES,
+    SplitDecoder,
     cache_candidates,
     cache_key,
     check_image_size,
     check_same_size,
-    decode_image,
     load_cache,
+    name_list,
     save_cache,
     stack_images,
+    warn_resized,
 )
 from noisylabel.noise import read_label_lines
 
@@ -192,7 +194,10 @@ def load_split(
         Read and write the on-disk cache (see the module docstring).
     on_error : "raise" or "skip"
         A missing, unreadable or corrupt image raises (naming the file) or is dropped with one
-        warning giving the count; dropped names are in ``FERSplit.skipped``.
+        warning giving the count; dropped names are in ``FERSplit.skipped``. Images resized from
+        an odd size get one warning too
+        ([`warn_resized`][noisylabel.apps.fer.image_cache.warn_resized]; both also when the
+        split comes from the cache).
 
     Returns
     -------
@@ -232,13 +237,15 @@ def load_split(
                 skipped = list(blob["skipped"])
                 if skipped:
                     _warn_skipped(skipped, split, root)
+                warn_resized(blob.get("resized", []), f"{root}, split {split!r}", image_size)
                 return FERSplit(list(blob["names"]), blob["images"], blob["labels"],
                                 CLASS_NAMES, root, skipped)
 
+    decode = SplitDecoder(image_size)
     arrays, names, labels, skipped = [], [], [], []
     for (name, label), path in zip(entries, paths, strict=True):
         try:
-            arr = decode_image(path, image_size)
+            arr = decode(path, name)
         except FileNotFoundError:
             if on_error == "raise":
                 raise FileNotFoundError(f"image not found: {path} (listed in {label_path})"
@@ -257,20 +264,21 @@ def load_split(
         labels.append(label)
     if skipped:
         _warn_skipped(skipped, split, root)
+    warn_resized(decode.resized, f"{root}, split {split!r}", image_size)
     if not arrays:
         raise ValueError(f"{root}: every image of split {split!r} failed to load")
     images = stack_images(arrays)
     label_tensor = torch.tensor(labels, dtype=torch.int64)
     if cache:
         save_cache(candidates, {"key": key, "names": names, "images": images,
-                                 "labels": label_tensor, "skipped": skipped})
+                                 "labels": label_tensor, "skipped": skipped,
+                                 "resized": decode.resized})
     return FERSplit(names, images, label_tensor, CLASS_NAMES, root, skipped)
 
 
 def _warn_skipped(skipped: Sequence[str], split: str, root: Path) -> None:
-    shown = ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")
     warnings.warn(f"{root}: skipped {len(skipped)} unreadable image(s) of split {split!r}: "
-                  f"{shown}", stacklevel=3)
+                  f"{name_list(skipped)}", stacklevel=3)
 
 
 def detect_layout(root: str | os.PathLike) -> str:
@@ -339,7 +347,9 @@ def load_class_folders(
     stratified) is the test split and the rest the train split, so ``split="train"`` and
     ``split="test"`` with the same ``holdout`` and ``seed`` partition ``root/train``.
     Files ending in one of ``IMAGE_SUFFIXES`` (any case) are images; other files and
-    hidden entries (names starting with ``.``) are ignored. Nothing is cached on disk.
+    hidden entries (names starting with ``.``) are ignored. Nothing is cached on disk. Images
+    resized from an odd size get one warning
+    ([`warn_resized`][noisylabel.apps.fer.image_cache.warn_resized]).
 
     Parameters
     ----------
@@ -401,15 +411,17 @@ def load_class_folders(
         held[np.random.default_rng(seed).permutation(n)[:n_held]] = True
         items = [it for it, h in zip(items, held, strict=True) if h == (split == "test")]
 
+    decode = SplitDecoder(image_size)
     arrays = []
     for path, _ in items:
         try:
-            arr = decode_image(path, image_size)
+            arr = decode(path, path.relative_to(root).as_posix())
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             raise ValueError(f"cannot decode image {path}: {e}") from None
         if arrays:
             check_same_size(arr, path, arrays[0], items[0][0])
         arrays.append(arr)
+    warn_resized(decode.resized, f"{root}, split {split!r}", image_size)
     images = stack_images(arrays)
     labels = torch.tensor([y for _, y in items], dtype=torch.int64)
     names = [p.relative_to(root).as_posix() for p, _ in items]

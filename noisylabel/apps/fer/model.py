@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
+from noisylabel.apps.fer.run_folder import load_error_cause
 from noisylabel.layers import AverageAnchor
 
 __all__ = [
@@ -203,7 +204,7 @@ def load_backbone_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], str]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and unpickler errors all mean "not a checkpoint"
         raise ValueError(
-            f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})"
+            f"{path} is not a readable PyTorch checkpoint ({load_error_cause(exc)})"
         ) from exc
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]

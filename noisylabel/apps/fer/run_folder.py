@@ -4,6 +4,9 @@ overwrite decision, numbered default folders and the lock a run holds while it w
 - **File names**: [`CHECKPOINT`][noisylabel.apps.fer.run_folder.CHECKPOINT] and the other
   constants below; [`RUN_FILES`][noisylabel.apps.fer.run_folder.RUN_FILES] lists every file a
   run writes.
+- **Reading back**: [`load_error_cause`][noisylabel.apps.fer.run_folder.load_error_cause] says
+  why ``torch.load(..., weights_only=True)`` could not read a file, without torch's advice to
+  load it unsafely.
 - **Atomic writes**: [`atomic_write_text`][noisylabel.apps.fer.run_folder.atomic_write_text],
   [`atomic_torch_save`][noisylabel.apps.fer.run_folder.atomic_torch_save],
   [`write_json`][noisylabel.apps.fer.run_folder.write_json] and
@@ -32,6 +35,7 @@ import errno
 import fcntl
 import json
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -43,9 +47,11 @@ from typing import Any, Literal
 __all__ = ["CHECKPOINT", "MODEL_LAST", "MODEL_BEST", "MODEL_CARD", "METRICS", "CONFIG",
            "SUMMARY", "LOG", "CURVES", "CONFUSION", "SIMILARITY", "TENSORBOARD", "LOCK",
            "RUN_FILES", "MODEL_FILES", "WEIGHT_FILES", "Start", "RunFolderInUse",
-           "current_umask", "write_error", "atomic_output", "atomic_write_text",
+           "current_umask", "write_error", "load_error_cause", "atomic_output",
+           "atomic_write_text",
            "atomic_torch_save", "write_json", "remove_stale_temp_files", "decide",
-           "remove_run_files", "checkpoint_of", "next_folder", "claim_next", "newest", "lock"]
+           "remove_run_files", "outputs", "checkpoint_of", "next_folder", "claim_next",
+           "newest", "lock"]
 
 CHECKPOINT = "checkpoint.pt"
 """Everything ``--resume`` needs: model, optimiser, scheduler, noise model, random streams,
@@ -109,6 +115,39 @@ def write_error(path: Path, exc: BaseException) -> OSError:
     number = getattr(exc, "errno", None)
     cause = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return OSError(number, f"cannot write ({cause})", str(path))
+
+
+_UNSAFE_GLOBAL = re.compile(r"GLOBAL (\S+) was not an allowed global")
+
+
+def load_error_cause(exc: BaseException) -> str:
+    """Why ``torch.load(..., weights_only=True)`` raised ``exc``, in a few words.
+
+    torch's own message advises loading with ``weights_only=False`` (which runs whatever code
+    the file carries) or allowlisting the file's classes; neither is passed on: the files of a
+    run hold tensors and plain values only.
+
+    Parameters
+    ----------
+    exc : BaseException
+        What ``torch.load`` raised.
+
+    Returns
+    -------
+    str
+        The cause, for a message that names the file.
+    """
+    text = str(exc)
+    unsafe = _UNSAFE_GLOBAL.search(text)
+    if unsafe:
+        return (f"it needs {unsafe.group(1)} to load, and only tensors and plain values are "
+                "loaded, never code a file carries")
+    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in text:
+        return "not a file written by torch.save"
+    if isinstance(exc, EOFError):
+        return "the file is empty or cut short"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def _temp_file(path: Path) -> tuple[int, str]:
@@ -308,6 +347,26 @@ def remove_run_files(folder: str | Path) -> None:
     for name in RUN_FILES:
         (folder / name).unlink(missing_ok=True)
     shutil.rmtree(folder / TENSORBOARD, ignore_errors=True)
+
+
+def outputs(folder: str | Path) -> list[str]:
+    """The run's outputs that ``folder`` holds now: those of
+    [`RUN_FILES`][noisylabel.apps.fer.run_folder.RUN_FILES] that are there, in its order, then
+    ``tensorboard/`` when it is there.
+
+    Parameters
+    ----------
+    folder : str or Path
+        The run folder.
+
+    Returns
+    -------
+    list of str
+        File names (the TensorBoard folder with a trailing ``/``).
+    """
+    folder = Path(folder)
+    names = [name for name in RUN_FILES if (folder / name).is_file()]
+    return names + ([f"{TENSORBOARD}/"] if (folder / TENSORBOARD).is_dir() else [])
 
 
 def checkpoint_of(path: str | Path) -> Path:

@@ -35,6 +35,7 @@ import functools
 import json
 import math
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -104,7 +105,8 @@ from noisylabel.schedule import loss_weights
 # TrainConfig, load_checkpoint, predict_probs, epoch_permutation, make_augment and
 # resolve_device are re-exported: their import paths from this module stay valid.
 __all__ = ["TrainConfig", "train", "run_epoch", "compute_loss", "fit_noise_model", "TrainData",
-           "TrainingState", "prepare_data", "load_data", "describe_data", "describe_start",
+           "TrainingState", "prepare_data", "load_data", "describe_data",
+           "missing_classes_warning", "describe_start",
            "build_model", "epoch_permutation", "predict_probs", "load_checkpoint",
            "make_augment", "resolve_device"]
 
@@ -193,10 +195,15 @@ class TrainData:
 
 def prepare_data(cfg: TrainConfig, device: torch.device) -> TrainData:
     """Load the splits ([`load_data`][noisylabel.apps.fer.train.load_data]; rank 0 fills the
-    image cache first), make the training labels and move the images to ``device``."""
+    image cache first), make the training labels and move the images to ``device``. Rank 0
+    warns when classes of the test split are absent from the training labels
+    ([`missing_classes_warning`][noisylabel.apps.fer.train.missing_classes_warning])."""
     with distributed.main_process_first():
         splits = load_data(cfg)
     train_set, test_set = splits["train"], splits["test"]
+    missing = missing_classes_warning(train_set, test_set)
+    if missing and distributed.is_main_process():
+        warnings.warn(missing, UserWarning, stacklevel=2)
     noisy_labels = _noisy_labels(cfg, train_set)
     soft = train_set.soft_targets
     return TrainData(
@@ -229,6 +236,34 @@ def describe_data(split: FERSplit, cfg: TrainConfig) -> str:
         text += (f"; train labels from {cfg.train_labels} differ from the votes on "
                  f"{100 * differ:.1f}%")
     return text
+
+
+def missing_classes_warning(train: FERSplit, test: FERSplit) -> str | None:
+    """What to warn when classes of the test split never occur in the training split's labels
+    (the train-labels file's where one is given; before any noise is injected): a model cannot
+    learn a class it never sees, and a training split of one class learns nothing.
+
+    Parameters
+    ----------
+    train, test : FERSplit
+        The run's training and test splits.
+
+    Returns
+    -------
+    str or None
+        The message, naming the classes trained on and those missing; None when every class
+        of the test split is in training.
+    """
+    labels = train.labels if train.given_labels is None else train.given_labels
+    trained = sorted(set(labels.tolist()))
+    missing = sorted(set(test.labels.tolist()) - set(trained))
+    if not missing:
+        return None
+    names = train.class_names
+    return (f"{train.root}: the training labels hold {len(trained)} of the {len(names)} classes "
+            f"({', '.join(names[c] for c in trained)}); "
+            f"{', '.join(names[c] for c in missing)} occur in the test split but never in "
+            "training, so the model cannot learn to predict them")
 
 
 def _noisy_labels(cfg: TrainConfig, split: FERSplit) -> torch.Tensor:

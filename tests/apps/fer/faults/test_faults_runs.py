@@ -1,6 +1,7 @@
 """Issue 18 (and issue 19, item 3), faults during a run: non-finite training, run folders that
 must not be overwritten, resuming (paths, epochs, ``--resume RUN_DIR``), Ctrl-C, a full disk, a
-killed checkpoint write, file modes. Each training here is one or two epochs at 16 px."""
+killed checkpoint write, file modes. Issue 28: a training split missing classes of the test
+split, and the final list of outputs. Each training here is one or two epochs at 16 px."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from faults_support import TINY, assert_one_line_error, run_cli, tiny_config
 
 from noisylabel.apps.fer import train as train_module
 from noisylabel.apps.fer.engine import NonFiniteError, load_checkpoint
+from noisylabel.apps.fer.layouts import CLASS_NAMES
 from noisylabel.apps.fer.run_folder import atomic_torch_save
-from noisylabel.apps.fer.train import train
+from noisylabel.apps.fer.train import load_data, missing_classes_warning, train
 
 
 def _bytes(path: Path) -> bytes:
@@ -246,3 +248,44 @@ def test_outputs_follow_the_umask(capsys, run_copy: Path, tmp_path: Path, umask:
     for path in (tmp_path / "checkpoint.pt", run_copy / "config.json",
                  run_copy / "summary.json"):
         assert path.stat().st_mode & 0o777 == mode, path
+
+
+# ----------------------------------------------------------------------------- issue 28
+
+
+def test_a_one_class_training_split_warns(capsys, tiny_faces: Path, tmp_path: Path) -> None:
+    # issue 28, item 2; before: it trained without a word (full: AUC(w) 0.500)
+    root = Path(shutil.copytree(tiny_faces, tmp_path / "faces",
+                                ignore=shutil.ignore_patterns(".noisylabel_cache")))
+    labels = root / "EmoLabel" / "list_patition_label.txt"
+    lines = [line.split() for line in labels.read_text().splitlines() if line.strip()]
+    labels.write_text("".join(f"{name} {4 if name.startswith('train_') else label}\n"
+                              for name, label in lines))
+    status, _, err = run_cli(capsys, "train", "--data", str(root), "--out",
+                             str(tmp_path / "run"), *TINY, "--epochs", "1")
+    assert status == 0, err
+    test_classes = sorted({int(label) for name, label in lines if name.startswith("test_")})
+    missing = ", ".join(CLASS_NAMES[c - 1] for c in test_classes if c != 4)
+    assert err.splitlines() == [
+        f"noisylabel-fer: warning: {root}: the training labels hold 1 of the 7 classes "
+        f"(Happiness); {missing} occur in the test split but never in training, so the model "
+        "cannot learn to predict them"]
+
+
+def test_every_class_in_training_says_nothing(tiny_faces: Path) -> None:
+    splits = load_data(tiny_config(tiny_faces, Path("unused")))
+    assert missing_classes_warning(splits["train"], splits["test"]) is None
+
+
+def test_the_outputs_line_lists_what_is_there(capsys, tiny_faces: Path, tmp_path: Path) -> None:
+    # issue 28, item 9; before: "plots" under --no-plots, and model_best.pt never written
+    out = tmp_path / "run"
+    status, stdout, _ = run_cli(capsys, "train", "--data", str(tiny_faces), "--out", str(out),
+                                *TINY, "--epochs", "1")
+    assert status == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert stdout.splitlines()[-1] == (
+        f"outputs in {out}: checkpoint.pt, model_last.pt, model_card.json, metrics.csv, "
+        "config.json, summary.json, train.log")
+    assert written == sorted(["checkpoint.pt", "model_last.pt", "model_card.json", "metrics.csv",
+                              "config.json", "summary.json", "train.log"])
