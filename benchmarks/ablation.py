@@ -56,6 +56,12 @@ VARIANTS = {  # benchmark name -> TrainConfig overrides
     "full": {"variant": "full", "stats_pass": "eval"},  # the references' extra eval pass
     "full-exact": {"variant": "full", "paper_exact": True},
     "full-trainstats": {"variant": "full", "stats_pass": "train"},  # the training pass's own
+    # the paper's route in q (cosine signal, mined D, the aux's batch prediction as p)
+    "full-paper-route": {"variant": "full", "signal": "cosine", "class_targets": "mined",
+                         "q_from": "aux"},
+    # ours: class-calibrated signal, q = w onehot(y) + (1 - w) onehot(pseudo-label)
+    "full-calib-pseudo": {"variant": "full", "signal": "calibrated", "class_targets": "onehot",
+                          "q_from": "pseudo"},
 }
 REGIMES = ("scratch", "identity", "expression")
 

@@ -23,7 +23,9 @@ clean / flipped labels, and the share of the noise cost recovered,
 labels (last-5 means over seeds).
 
 Every finished run is appended to ``<work>/runs.jsonl`` and skipped by a rerun (resumable); a
-run folder without its row is an interrupted run and starts again. Runs go to a process pool,
+run folder without its row is an interrupted (or untabulated) run and is resumed from its
+checkpoint, which gives the same result as an uninterrupted run. A run that fails is named at
+the end and does not stop the others. Runs go to a process pool,
 one torch thread each. Nothing is downloaded: give local copies.
 
 Examples
@@ -201,13 +203,12 @@ def job_key(job: dict[str, Any]) -> str:
 def _config(job: dict[str, Any], out: str, data: str) -> Any:
     from noisylabel.apps.fer.train import TrainConfig
 
-    return TrainConfig(
+    resume = (Path(out) / "checkpoint.pt").is_file()  # an interrupted or untabulated run
+    return TrainConfig(resume=resume, overwrite=not resume,
         data=data, out=out, noise=job["noise"], seed=job["seed"], num_classes=len(CLASSES),
         image_size=job["image_size"], epochs=job["epochs"], batch_size=job["batch_size"],
         pretrained=job["pretrained"], device="cpu", tensorboard=False, plots=False,
-        progress=False, num_threads=job["threads"], quiet=True,
-        overwrite=True,  # a run folder without a runs.jsonl row is an interrupted run
-        **VARIANTS[job["name"]])
+        progress=False, num_threads=job["threads"], quiet=True, **VARIANTS[job["name"]])
 
 
 def flipped_mask(cfg: Any) -> tuple[Any, Any]:
@@ -488,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
         args.names = ["baseline", "full", "full-oracle", "clean-only"]
         if args.ckplus is None:
             args.ckplus, args.split, args.ferplus, args.fer2013_labels = fake_ckplus(work)
-    runs = work / "runs.jsonl"
+    runs, failed = work / "runs.jsonl", []
     done = [json.loads(line) for line in runs.read_text().splitlines()] if runs.is_file() else []
     if not args.table_only:
         if None in (args.ckplus, args.split) or ("faces" in args.starts and None in (
@@ -507,19 +508,27 @@ def main(argv: list[str] | None = None) -> int:
         ctx = mp.get_context("spawn")
         # one run per worker process: the oracle replaces train.NoiseModel in its process
         with cf.ProcessPoolExecutor(args.jobs, mp_context=ctx, max_tasks_per_child=1) as pool:
-            for future in cf.as_completed([pool.submit(run_job, j) for j in jobs]):
-                row = future.result()
+            futures = {pool.submit(run_job, j): job_key(j) for j in jobs}
+            for future in cf.as_completed(futures):
+                try:
+                    row = future.result()
+                except Exception as exc:  # noqa: BLE001 (one failed run must not lose the rest)
+                    failed.append(futures[future])
+                    print(f"{futures[future]}: FAILED: {type(exc).__name__}: {exc}", flush=True)
+                    continue
                 done.append(row)
                 with runs.open("a") as f:
                     f.write(json.dumps(row) + "\n")
                 print(f"{row['key']}: final {100 * row['final']:.1f}, last-5 "
                       f"{100 * row['last5_mean']:.1f} ({row['wall_s']:.0f} s)", flush=True)
+        if failed:
+            print(f"{len(failed)} run(s) failed (rerun to retry them): {', '.join(failed)}")
     dest = work if args.quick else HERE / "results"
     dest.mkdir(exist_ok=True)
     text = tables(done, name, profile)
     (dest / f"ckplus_{name}.md").write_text(text)
     print(text)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
