@@ -130,22 +130,25 @@ class TrainConfig:
         Class-distribution mining threshold (docs/method.md, "Eq. 7-8").
     beta : float
         Loss-weight schedule parameter (docs/method.md, "Eq. 10-13").
-    signal : {"cosine", "loss", "calibrated"}
-        Per-sample signal the Beta mixture is fitted to.
+    signal : {"calibrated", "cosine", "loss"}
+        Per-sample signal the Beta mixture is fitted to: ``calibrated`` (ours, the default;
+        [`calibrated_cosine`][noisylabel.signals.calibrated_cosine]), ``cosine`` (the paper) or
+        the bounded loss (docs/method.md, "Our additions").
     target_loss : {"kl", "kl+ce", "wce"}
         The target branch's loss: ``kl`` = KL(q || target) (the paper); ``kl+ce`` (ours) adds
         the w-weighted cross-entropy of the target branch on the given labels, normalised as
         L1; ``wce`` is that weighted cross-entropy alone, without q (docs/method.md, "Our
         additions").
-    class_targets : {"mined", "smoothed", "onehot"}
-        The ``D[y]`` of ``q = w D[y] + (1 - w) p``: the miner's class distributions (the
-        paper), the smoothed one-hot the miner starts from (the miner never accepts a row), or
-        the given label's one-hot (docs/method.md, "Our additions").
-    q_from : {"aux", "target", "pseudo"}
-        Whose detached prediction is the ``p`` of q: the auxiliary branch's (the paper), the
-        target branch's own, or ``pseudo`` (ours): the one-hot of the class the auxiliary
+    class_targets : {"onehot", "mined", "smoothed"}
+        The ``D[y]`` of ``q = w D[y] + (1 - w) p``: the given label's one-hot (ours, the
+        default), the miner's class distributions (the paper) or the smoothed one-hot the miner
+        starts from (the miner never accepts a row) (docs/method.md, "Our additions").
+    q_from : {"pseudo", "aux", "target"}
+        The ``p`` of q: ``pseudo`` (ours, the default): the one-hot of the class the auxiliary
         branch gave the un-augmented image in the last statistics pass
-        ([`NoiseModel.predictions`][noisylabel.noise_model.NoiseModel.predictions]).
+        ([`NoiseModel.predictions`][noisylabel.noise_model.NoiseModel.predictions]); ``aux``:
+        the auxiliary branch's prediction on the batch (the paper); ``target``: the target
+        branch's own.
     aux_decay : bool
         The auxiliary loss weight ``mu1`` decays after ``beta`` (the paper); False keeps it 1.
     stats_pass : {"eval", "train"}
@@ -254,18 +257,21 @@ class TrainConfig:
                         "faces, whose small cues RandAugment destroys); none", choices=_AUGMENTS)
     t: float = _opt(0.7, "class-distribution mining threshold")
     beta: float = _opt(3.0, "loss-weight schedule parameter")
-    signal: str = _opt("cosine", "per-sample signal of the Beta mixture",
-                       choices=("cosine", "loss", "calibrated"))
+    signal: str = _opt("calibrated", "per-sample signal of the Beta mixture: calibrated (ours: "
+                       "the cosine after dividing each class's probability by the class's mean "
+                       "self-confidence, so that no class is flagged whole), cosine (the paper) "
+                       "or the bounded loss", choices=("calibrated", "cosine", "loss"))
     target_loss: str = _opt("kl", "target branch loss: KL(q || target) (kl, the paper) or that "
                             "plus the w-weighted CE on the given labels (kl+ce, ours)",
                             choices=("kl", "kl+ce", "wce"))
-    class_targets: str = _opt("mined", "D[y] in q = w D[y] + (1-w) p: the mined class "
-                              "distributions (the paper), the smoothed one-hot (miner off) or "
-                              "the given label's one-hot", choices=("mined", "smoothed", "onehot"))
-    q_from: str = _opt("aux", "whose detached prediction is the p in q: the auxiliary branch "
-                       "(the paper), the target branch, or pseudo: the one-hot of the class "
-                       "the auxiliary branch gave the un-augmented image at the last fit",
-                       choices=("aux", "target", "pseudo"))
+    class_targets: str = _opt("onehot", "D[y] in q = w D[y] + (1-w) p: the given label's "
+                              "one-hot (ours), the mined class distributions (the paper) or the "
+                              "smoothed one-hot (miner off)",
+                              choices=("onehot", "mined", "smoothed"))
+    q_from: str = _opt("pseudo", "the p in q: pseudo (ours): the one-hot of the class the "
+                       "auxiliary branch gave the un-augmented image at the last fit; aux: the "
+                       "auxiliary branch's prediction on the batch (the paper); target: the "
+                       "target branch's", choices=("pseudo", "aux", "target"))
     aux_decay: bool = _opt(True, "decay the auxiliary loss weight mu1 after beta (the paper)")
     stats_pass: str = _opt("eval", "noise-model input: an extra eval-mode pass over the train set "
                            "(as the references; separates the wrong labels better under "

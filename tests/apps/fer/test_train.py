@@ -73,6 +73,8 @@ def test_paper_exact_restores_the_literal_method() -> None:
     assert (cfg.mining_rule, cfg.l1_normalize, cfg.stats_pass) == ("absolute", "batch", "eval")
     default = TrainConfig(data="x").resolved()
     assert (default.warmup, default.gate, default.monotone) == (3, True, True)
+    assert (default.signal, default.class_targets, default.q_from) == (
+        "calibrated", "onehot", "pseudo")
     assert default.stats_pass == "eval"  # separates real faces' wrong labels better (FER+)
     assert (default.image_size, default.batch_size, default.lr, default.epochs) == (100, 32, 1e-3, 75)
     with pytest.raises(ValueError, match="stats_pass='both'"):
@@ -146,7 +148,7 @@ def test_class_targets_choose_the_d_of_q(class_targets: str) -> None:
     from noisylabel.losses import soft_target_kl
 
     out, y, idx, nm = _loss_inputs()
-    cfg = TrainConfig(data="x", num_classes=3, class_targets=class_targets, t=0.6)
+    cfg = TrainConfig(data="x", num_classes=3, class_targets=class_targets, t=0.6, q_from="aux")
     d = pick(cfg, nm)
     expected_d = {"mined": nm.class_distributions, "onehot": torch.eye(3),
                   "smoothed": torch.full((3, 3), 0.2) + 0.4 * torch.eye(3)}[class_targets]
@@ -166,8 +168,8 @@ def test_wce_and_q_from_target_change_the_target_loss() -> None:
     _, _, lkld, _ = compute_loss(out, y, idx, nm, 1.0, 1.0,
                                  TrainConfig(data="x", num_classes=3, target_loss="wce"))
     assert torch.allclose(lkld, weighted_cross_entropy(out.target, y, w))  # no q at all
-    _, _, lkld, _ = compute_loss(out, y, idx, nm, 1.0, 1.0,
-                                 TrainConfig(data="x", num_classes=3, q_from="target"))
+    _, _, lkld, _ = compute_loss(out, y, idx, nm, 1.0, 1.0, TrainConfig(
+        data="x", num_classes=3, q_from="target", class_targets="mined"))
     q = correct_labels(y, out.target.softmax(1), w, nm.class_distributions)
     assert torch.allclose(lkld, soft_target_kl(out.target, q))
 
