@@ -160,7 +160,7 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
     ((400,), 'weight')
     >>> flagged, wrong = clf.label_issues_mask_, noisy_y != y
     >>> print(flagged.sum(), "flagged,", (flagged & wrong).sum(), "of them truly wrong")
-    125 flagged, 105 of them truly wrong
+    127 flagged, 106 of them truly wrong
     """
 
     def __init__(
