@@ -34,13 +34,17 @@ def clean_probability(
     per_class: bool = False,
     monotone: bool = True,
     min_class_samples: int = MIN_CLASS_SAMPLES,
+    pair_prior: bool = True,
     **mixture_kwargs: Any,
 ) -> Any:
     """Per-sample probability that the given label is correct.
 
     ``s_i = signal(y_i, p_i)`` (default the cosine similarity ``p_{i,y_i} / ||p_i||_2``), a
     two-component [`BetaMixture`][noisylabel.mixture.BetaMixture] is fitted to ``{s_i}`` and
-    ``w_i = p(clean | s_i)`` is the posterior of the component on the signal's clean side.
+    ``w_i = p(clean | s_i)`` is the posterior of the component on the signal's clean side,
+    with (default ``pair_prior=True``) the mixture's clean weight replaced by a prior per pair
+    (given label, runner-up class ``argmax_{k != y_i} p_ik``) estimated by EM:
+    ``w_i = sigmoid(logit(pi_{y_i a_i}) + lr(s_i))`` (see [`detect`][noisylabel.pipeline.detect]).
 
     Parameters
     ----------
@@ -60,6 +64,11 @@ def clean_probability(
         [`BetaMixture.clean_probability`][noisylabel.mixture.BetaMixture.clean_probability]).
     min_class_samples : int
         Minimum class size for its own mixture when ``per_class=True``.
+    pair_prior : bool
+        True (default): the prior that a label is right depends on the pair (given label,
+        runner-up class), so that class-to-class confusions are found (`docs/method.md`,
+        "Class-to-class noise"). False: one global prior (the behaviour before 0.2; what
+        [`NoiseModel`][noisylabel.noise_model.NoiseModel] uses).
     **mixture_kwargs
         Passed to [`BetaMixture`][noisylabel.mixture.BetaMixture] (``max_iter``, ``tol``, ...).
 
@@ -93,7 +102,8 @@ def clean_probability(
     mean w: clean labels 1.00, flipped 0.00
     """
     det = detect(labels, pred_probs, signal=signal, per_class=per_class, monotone=monotone,
-                 min_class_samples=min_class_samples, mixture_kwargs=mixture_kwargs)
+                 min_class_samples=min_class_samples, mixture_kwargs=mixture_kwargs,
+                 pair_prior=pair_prior)
     _warn_unseparated(det, min_class_samples)
     return det.clean_probability
 
@@ -126,6 +136,7 @@ def find_noisy_labels(
     signal: str | Signal = "cosine",
     per_class: bool = False,
     min_class_samples: int = MIN_CLASS_SAMPLES,
+    pair_prior: bool = True,
     **mixture_kwargs: Any,
 ) -> Any:
     """Flag labels that are probably wrong, as a mask or as indices ranked worst first.
@@ -159,7 +170,7 @@ def find_noisy_labels(
         signal toward its noisy side, then by ``max_{k != y_i} p_ik`` descending
         ("clean_probability"), or by ``p_{i,y_i}`` ascending
         ("self_confidence", cleanlab's default order).
-    signal, per_class, min_class_samples, **mixture_kwargs
+    signal, per_class, min_class_samples, pair_prior, **mixture_kwargs
         As in [`clean_probability`][noisylabel.detect.clean_probability].
 
     Returns
@@ -190,7 +201,7 @@ def find_noisy_labels(
     pred_probs = check_pred_probs(pred_probs, labels)
     det = detect(labels, pred_probs, signal=signal, per_class=per_class,
                  min_class_samples=min_class_samples, mixture_kwargs=mixture_kwargs,
-                 validate=False)
+                 validate=False, pair_prior=pair_prior)
     _warn_unseparated(det, min_class_samples)
     flagged = flag_labels(det, labels, pred_probs, threshold)
     if return_indices_ranked_by is None:
@@ -233,8 +244,9 @@ def rank_noisy_labels(
 
 def _detect_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Split ``clean_probability``-style keyword arguments into ``detect``'s."""
-    named = ("signal", "per_class", "monotone", "min_class_samples")
+    named = ("signal", "per_class", "monotone", "min_class_samples", "pair_prior")
     out = {k: kwargs[k] for k in named if k in kwargs}
+    out.setdefault("pair_prior", True)
     out["mixture_kwargs"] = {k: v for k, v in kwargs.items() if k not in named}
     return out
 

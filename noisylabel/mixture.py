@@ -555,6 +555,40 @@ class BetaMixture:
         w = sigmoid(self._log_odds(xc, clean, 1 - clean))
         return w.to(out_dtype) if out_dtype is not None else w
 
+    def log_likelihood_ratio(self, x: Any) -> Any:
+        """Clean-versus-noisy log density ratio, without the mixing weights.
+
+        ``lr(x) = log Beta(x; a_c, b_c) - log Beta(x; a_n, b_n)`` (c the clean component, n the
+        other), so that ``posterior(x) = sigmoid(log(pi_c / pi_n) + lr(x))``. With
+        ``monotone=True`` x is first clamped as in
+        [`posterior`][noisylabel.mixture.BetaMixture.posterior] (the clamp does not depend on
+        the weights), so that any prior ``pi`` put in place of ``pi_c`` gives a monotone
+        posterior; [`detect`][noisylabel.pipeline.detect] uses it to swap the global prior for
+        one per (given label, runner-up class).
+
+        Parameters
+        ----------
+        x : array-like or torch.Tensor of shape (N,)
+            Values in [0, 1], clamped to ``[eps, 1-eps]`` first.
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor of shape (N,)
+            Same array type and device as ``x``.
+        """
+        self._check_fitted()
+        xc = self._prepare(x)
+        out_dtype = x.dtype if is_tensor(x) and x.dtype.is_floating_point else None
+        if self.monotone:
+            lo, hi = self._monotone_clip()
+            xc = xc.clamp(lo, hi) if is_tensor(xc) else np.clip(xc, lo, hi)
+        clean = self.clean_component_
+        pi_c, pi_n = float(self.weights_[clean]), float(self.weights_[1 - clean])
+        lr = self._log_odds(xc, clean, 1 - clean) - (
+            math.log(max(pi_c, 1e-300)) - math.log(max(pi_n, 1e-300))
+        )
+        return lr.to(out_dtype) if out_dtype is not None else lr
+
     def __repr__(self) -> str:
         return (
             f"BetaMixture(max_iter={self.max_iter}, tol={self.tol}, eps={self.eps}, "

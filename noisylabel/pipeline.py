@@ -28,6 +28,9 @@ __all__ = ["Detection", "detect"]
 MIN_CLASS_SAMPLES = 50
 """Default minimum class size for a class's own mixture (``per_class=True``)."""
 
+PAIR_PRIOR_STRENGTH = 1.0
+"""Pseudo-samples that pull each (given label, runner-up class) prior toward the global one."""
+
 
 @dataclass
 class Detection:
@@ -47,6 +50,11 @@ class Detection:
         they have fewer than ``min_class_samples`` samples or an unseparated fit of their own.
     class_mixtures : dict of int to BetaMixture
         With ``per_class``: the separated per-class mixtures that set w of their class.
+    pair_prior : numpy.ndarray of shape (K, K) or None
+        With ``pair_prior`` and a separated global fit: ``pair_prior[j, a]``, the estimated
+        probability that a label ``j`` is right among the samples labelled ``j`` whose
+        runner-up class is ``a`` (the global clean weight where no sample falls; the diagonal
+        is unused). None otherwise.
     """
 
     clean_probability: Any
@@ -54,6 +62,7 @@ class Detection:
     mixture: BetaMixture
     per_class_fallback: list[int] = field(default_factory=list)
     class_mixtures: dict[int, BetaMixture] = field(default_factory=dict)
+    pair_prior: np.ndarray | None = None
 
     @property
     def separated(self) -> bool:
@@ -79,12 +88,25 @@ def detect(
     fallback: bool = True,
     mixture_kwargs: dict[str, Any] | None = None,
     validate: bool = True,
+    pair_prior: bool = False,
 ) -> Detection:
     """Signal, one global Beta mixture, optional per-class mixtures, clean probabilities.
 
     ``s_i = signal(y_i, p_i)``; a two-component
     [`BetaMixture`][noisylabel.mixture.BetaMixture] is fitted to all ``s`` and
-    ``w_i = p(clean | s_i)`` is its clean-component posterior. With ``per_class``, each class
+    ``w_i = p(clean | s_i)`` is its clean-component posterior. With ``pair_prior`` (and a
+    separated global fit), the global mixing weight is replaced by a prior per pair
+    (given label ``y_i``, runner-up class ``a_i = argmax_{k != y_i} p_ik``), the confident
+    joint's idea (Northcutt et al., 2021) applied to w: with ``lr_i`` the clean-versus-noisy
+    log density ratio of the global fit
+    ([`log_likelihood_ratio`][noisylabel.mixture.BetaMixture.log_likelihood_ratio]) held
+    fixed, EM alternates ``w_i = sigmoid(logit(pi_{y_i a_i}) + lr_i)`` and
+    ``pi_{ja} = (sum_{i in (j, a)} w_i + m pi) / (n_{ja} + m)`` (``pi`` the global clean
+    weight, ``m = PAIR_PRIOR_STRENGTH = 1`` pseudo-sample) until the priors move by less than
+    1e-6. Under class-to-class noise the flipped samples of a class share a runner-up (their
+    true class), so their pair gets a low prior, while the hard but clean samples of the
+    other pairs keep a high one; under symmetric noise every pair's prior stays near ``pi``
+    (`docs/method.md`, "Class-to-class noise"). With ``per_class``, each class
     with at least ``min_class_samples`` samples gets its own mixture on its samples, and its
     posterior replaces w there when that fit is separated. With ``fallback``, an unseparated
     global fit gives ``w = 1`` to every sample no class mixture covers (see `docs/method.md`,
@@ -114,6 +136,10 @@ def detect(
         Extra [`BetaMixture`][noisylabel.mixture.BetaMixture] arguments.
     validate : bool
         Check ``labels`` and ``pred_probs`` first.
+    pair_prior : bool
+        Use the per-(given label, runner-up class) prior above (default False here, today's
+        [`NoiseModel`][noisylabel.noise_model.NoiseModel] behaviour; the user-facing functions
+        default to True).
 
     Returns
     -------
@@ -130,9 +156,52 @@ def detect(
         bmm = BetaMixture(**kwargs).fit(s)
         w = bmm.clean_probability(s) if fallback else bmm.posterior(s)
         result = Detection(clean_probability=w, signal=s, mixture=bmm)
+        if pair_prior and bmm.separated_:
+            _apply_pair_prior(result, labels, pred_probs)
         if per_class:
             _fit_classes(result, labels, pred_probs.shape[1], kwargs, min_class_samples)
     return result
+
+
+def _apply_pair_prior(result: Detection, labels: Any, pred_probs: Any,
+                      strength: float = PAIR_PRIOR_STRENGTH, max_iter: int = 500) -> None:
+    """Swap the global mixing weight for one per (given label, runner-up class); see ``detect``."""
+    bmm = result.mixture
+    lr = _to_numpy(bmm.log_likelihood_ratio(result.signal)).astype(np.float64)
+    probs = _to_numpy(pred_probs).astype(np.float64)
+    y = _to_numpy(labels).astype(np.int64)
+    n, k = probs.shape
+    other = probs.copy()
+    other[np.arange(n), y] = -np.inf
+    group = y * k + other.argmax(axis=1)
+    sizes = np.bincount(group, minlength=k * k)
+    pi = float(bmm.weights_[bmm.clean_component_])
+    prior = np.full(k * k, pi)
+    for _ in range(max_iter):  # a loop over EM steps, each vectorised over samples
+        w = _sigmoid(np.log(prior[group]) - np.log1p(-prior[group]) + lr)
+        new = (np.bincount(group, weights=w, minlength=k * k) + strength * pi) / (sizes + strength)
+        new = np.clip(new, 1e-9, 1 - 1e-9)
+        moved = float(np.abs(new - prior).max())
+        prior = new
+        if moved < 1e-6:
+            break
+    w = _sigmoid(np.log(prior[group]) - np.log1p(-prior[group]) + lr)
+    result.pair_prior = prior.reshape(k, k)
+    if is_tensor(result.clean_probability):
+        import torch
+
+        ref = result.clean_probability
+        result.clean_probability = torch.as_tensor(w, dtype=ref.dtype, device=ref.device)
+    else:
+        result.clean_probability = w
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    return x.detach().cpu().numpy() if is_tensor(x) else np.asarray(x)
 
 
 def _fit_classes(

@@ -21,7 +21,12 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import get_tags
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    has_fit_parameter,
+    validate_data,
+)
 
 from noisylabel._validation import check_pred_probs
 from noisylabel.detect import check_threshold, flag_labels
@@ -64,13 +69,16 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
        ``S_i = P_{i,y_i} / ||P_i||_2``; ``signal="loss"``: ``1 - P_{i,y_i}``) and a
        two-component [`BetaMixture`][noisylabel.mixture.BetaMixture] fitted to ``S`` by EM;
        the clean probability is the posterior of the clean component,
-       ``w_i = pi_c Beta(S_i; a_c, b_c) / sum_k pi_k Beta(S_i; a_k, b_k)``
+       ``w_i = pi Beta(S_i; a_c, b_c) / (pi Beta(S_i; a_c, b_c) + (1 - pi) Beta(S_i; a_n, b_n))``
+       with ``pi`` the clean prior of the sample's (given label, runner-up class) pair
+       (``pair_prior=True``) or the global clean weight (``pair_prior=False``)
        (``clean_probability_``, 1 everywhere when the mixture is not separated);
     3. the flags of [`find_noisy_labels`][noisylabel.detect.find_noisy_labels] with
        ``threshold`` (``label_issues_mask_``, and the table ``label_issues_``);
-    4. a clone of ``estimator`` refitted on all samples with ``sample_weight=w`` when its
-       ``fit`` accepts ``sample_weight`` (for a ``Pipeline``: when its last step does), else
-       on the unflagged samples (``refit_mode_`` says which).
+    4. a clone of ``estimator`` refitted on all samples with ``sample_weight=w`` (times the
+       user's ``sample_weight`` passed to ``fit``, if any) when its ``fit`` accepts
+       ``sample_weight`` (for a ``Pipeline``: when its last step does), else on the
+       unflagged samples (``refit_mode_`` says which).
 
     Parameters
     ----------
@@ -99,6 +107,10 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
     per_class : bool, default=False
         Fit one mixture per class instead of one over all samples
         (see [`clean_probability`][noisylabel.detect.clean_probability]).
+    pair_prior : bool, default=True
+        Let the prior that a label is right depend on the pair (given label, runner-up class),
+        so that class-to-class confusions are found (see
+        [`detect`][noisylabel.pipeline.detect]); False: one global prior, as before.
     mixture_params : dict, default=None
         Extra keyword arguments for [`BetaMixture`][noisylabel.mixture.BetaMixture] (for example
         ``{"monotone": False}`` or ``{"max_iter": 200}``).
@@ -148,7 +160,7 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
     ((400,), 'weight')
     >>> flagged, wrong = clf.label_issues_mask_, noisy_y != y
     >>> print(flagged.sum(), "flagged,", (flagged & wrong).sum(), "of them truly wrong")
-    125 flagged, 105 of them truly wrong
+    127 flagged, 106 of them truly wrong
     """
 
     def __init__(
@@ -160,6 +172,7 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
         threshold: float | str = "auto",
         weighting: str = "auto",
         per_class: bool = False,
+        pair_prior: bool = True,
         mixture_params: dict[str, Any] | None = None,
         n_jobs: int | None = None,
         random_state: Any = None,
@@ -170,6 +183,7 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
         self.threshold = threshold
         self.weighting = weighting
         self.per_class = per_class
+        self.pair_prior = pair_prior
         self.mixture_params = mixture_params
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -228,7 +242,9 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
             )
         return StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state)
 
-    def _out_of_sample_probs(self, X: Any, y_enc: np.ndarray, n_classes: int):
+    def _out_of_sample_probs(
+        self, X: Any, y_enc: np.ndarray, n_classes: int, sample_weight: np.ndarray | None = None
+    ):
         """Cross-validated probabilities; rows of unjudgeable samples stay NaN."""
         n = y_enc.shape[0]
         pred_probs = np.full((n, n_classes), np.nan)
@@ -256,6 +272,9 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
         idx = np.flatnonzero(judged)
         X_judged = X if judged.all() else X[idx]
         y_judged = y_enc[idx]
+        params = {}
+        if sample_weight is not None:  # sliced to each training fold by cross_val_predict
+            params[_sample_weight_key(self._base_estimator())] = sample_weight[idx]
         probs = cross_val_predict(
             clone(self._base_estimator()),
             X_judged,
@@ -263,6 +282,7 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
             cv=self._splitter(y_judged),
             method="predict_proba",
             n_jobs=self.n_jobs,
+            params=params or None,
         )
         # cross_val_predict orders columns by the sorted labels present in y_judged
         rows = np.zeros((idx.size, n_classes))
@@ -271,7 +291,9 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
         return pred_probs, judged
 
     # ---------------------------------------------------------------- public API
-    def fit(self, X: Any, y: Any, pred_probs: Any = None) -> BMMWeightedClassifier:
+    def fit(
+        self, X: Any, y: Any, sample_weight: Any = None, pred_probs: Any = None
+    ) -> BMMWeightedClassifier:
         """Estimate clean probabilities (by cross-validation unless given), then refit.
 
         Parameters
@@ -280,6 +302,15 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
             Training data.
         y : array-like of shape (n_samples,)
             Noisy class labels (any hashable labels; at least two classes).
+        sample_weight : array-like of shape (n_samples,), optional
+            The user's own non-negative weights ``u_i`` (class balancing, importance, ...).
+            They are passed to every cross-validation fit and combine with the clean
+            probabilities in the refit: ``sample_weight = u_i w_i`` (``weighting="weight"``),
+            or ``u_i`` on the unflagged samples (``"drop"``). They do not enter the mixture:
+            ``w_i`` is the probability that the label is right whatever its weight. The
+            estimator's ``fit`` (for a ``Pipeline``, its last step's) must take
+            ``sample_weight``; otherwise a ``ValueError`` is raised, as cleanlab's
+            ``CleanLearning`` does.
         pred_probs : array-like of shape (n_samples, n_classes), optional
             Out-of-sample predicted probabilities, columns in sorted-label order (as
             ``classes_``), for example ``pred_probs_`` of an earlier fit: the cross-validation
@@ -295,6 +326,13 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
             self, X, y, accept_sparse=("csr", "csc"), ensure_all_finite=not self._allow_nan()
         )
         check_classification_targets(y)
+        if sample_weight is not None:
+            if _sample_weight_key(self._base_estimator()) is None:
+                raise ValueError(
+                    f"sample_weight was given but {type(self._base_estimator()).__name__}.fit "
+                    "takes no sample_weight"
+                )
+            sample_weight = _check_sample_weight(sample_weight, X, ensure_non_negative=True)
         self.classes_, y_enc = np.unique(y, return_inverse=True)
         n_classes = self.classes_.shape[0]
         if n_classes < 2:
@@ -303,7 +341,7 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
                 f"({self.classes_[0]!r})"
             )
         if pred_probs is None:
-            pred_probs, judged = self._out_of_sample_probs(X, y_enc, n_classes)
+            pred_probs, judged = self._out_of_sample_probs(X, y_enc, n_classes, sample_weight)
         else:
             shape = np.shape(pred_probs)
             if len(shape) != 2 or shape[1] != n_classes:
@@ -313,7 +351,7 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
             judged = np.ones(y_enc.shape[0], dtype=bool)
         self.pred_probs_ = pred_probs
         self._detect(y_enc, pred_probs, judged)
-        return self._refit(X, y_enc)
+        return self._refit(X, y_enc, sample_weight)
 
     def _detect(self, y_enc: np.ndarray, pred_probs: np.ndarray, judged: np.ndarray) -> None:
         """One pipeline run on the judged samples: ``clean_probability_``, flags, table."""
@@ -325,7 +363,7 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
             monotone = params.pop("monotone", True)
             det = detect(y_enc[judged], pred_probs[judged], signal=self.signal,
                          per_class=self.per_class, monotone=monotone, mixture_kwargs=params,
-                         validate=False)
+                         validate=False, pair_prior=self.pair_prior)
             if not det.separated:
                 warnings.warn(
                     "the Beta mixture is not separated: every cross-validated sample gets clean "
@@ -340,15 +378,17 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
         self.label_issues_mask_ = flagged
         self.label_issues_ = _issue_table(self.classes_, y_enc, pred_probs, w, flagged)
 
-    def _refit(self, X: Any, y_enc: np.ndarray) -> BMMWeightedClassifier:
-        """Refit a clone of the estimator with ``sample_weight=w`` or without flagged samples."""
+    def _refit(
+        self, X: Any, y_enc: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> BMMWeightedClassifier:
+        """Refit a clone with ``sample_weight=u*w`` or without the flagged samples (weights u)."""
         w = self.clean_probability_
         base = self._base_estimator()
         self.estimator_ = clone(base)
         key = _sample_weight_key(base)
         if key is not None and self.weighting != "drop":
             self.refit_mode_ = "weight"
-            self.estimator_.fit(X, y_enc, **{key: w})
+            self.estimator_.fit(X, y_enc, **{key: w if sample_weight is None else sample_weight * w})
             return self
         self.refit_mode_ = "drop"
         keep = ~self.label_issues_mask_
@@ -360,7 +400,9 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
                 stacklevel=2,
             )
             keep = np.ones_like(keep)
-        self.estimator_.fit(X[np.flatnonzero(keep)], y_enc[keep])
+        rows = np.flatnonzero(keep)
+        kwargs = {} if sample_weight is None else {key: sample_weight[rows]}
+        self.estimator_.fit(X[rows], y_enc[keep], **kwargs)
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:

@@ -150,3 +150,72 @@ def test_one_mixture_fit_per_call(monkeypatch):
     calls.clear()
     clean_probability(labels, p, per_class=True)
     assert len(calls) == 1 + 5  # the global fit and one per class, nothing twice
+
+
+def pair_problem(n=3000, k=5, rate=0.25, hard=0.1, seed=0):
+    """Class-to-class noise ``c -> c+1`` on 25% of the labels, and 10% hard clean samples.
+
+    Predictions follow the true class; a hard clean sample also has a strong random other
+    class, so on the signal alone it looks like a flipped label.
+    """
+    rng = np.random.default_rng(seed)
+    true = rng.integers(0, k, n)
+    logits = rng.normal(0, 1, (n, k))
+    logits[np.arange(n), true] += 3.0
+    flip = rng.random(n) < rate
+    labels = np.where(flip, (true + 1) % k, true)
+    hard_rows = np.flatnonzero(~flip & (rng.random(n) < hard))
+    logits[hard_rows, (true[hard_rows] + rng.integers(1, k, hard_rows.size)) % k] += 4.0
+    p = np.exp(logits)
+    return labels, p / p.sum(1, keepdims=True), flip
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pair_prior_finds_the_confused_pairs_and_spares_hard_clean_samples(seed):
+    from noisylabel.pipeline import detect
+
+    labels, p, flip = pair_problem(seed=seed)
+    det = detect(labels, p, pair_prior=True)
+    k = p.shape[1]
+    flipped_pairs = np.zeros((k, k), dtype=bool)
+    flipped_pairs[(np.arange(k) + 1) % k, np.arange(k)] = True  # given c+1, runner-up c
+    off_diagonal = ~np.eye(k, dtype=bool)
+    assert det.pair_prior.shape == (k, k)
+    assert det.pair_prior[flipped_pairs].max() < 0.55
+    assert det.pair_prior[off_diagonal & ~flipped_pairs].min() > 0.8
+    on = find_noisy_labels(labels, p)  # pair_prior=True is the default
+    off = find_noisy_labels(labels, p, pair_prior=False)
+    assert (on & ~flip).sum() < (off & ~flip).sum()  # fewer hard clean samples flagged
+    assert (on & flip).sum() >= (off & flip).sum() - 5  # about the same flips found
+    f1 = [2 * (m & flip).sum() / (m.sum() + flip.sum()) for m in (on, off)]
+    assert f1[0] > f1[1]
+
+
+def test_pair_prior_stays_near_the_global_weight_under_symmetric_noise():
+    from noisylabel.pipeline import detect
+
+    labels, p, flip = noisy_problem()
+    det = detect(labels, p, pair_prior=True)
+    pi = det.mixture.weights_[det.mixture.clean_component_]
+    off_diagonal = ~np.eye(p.shape[1], dtype=bool)
+    assert np.abs(det.pair_prior[off_diagonal] - pi).max() < 0.15
+    on, off = find_noisy_labels(labels, p), find_noisy_labels(labels, p, pair_prior=False)
+    assert (on != off).mean() < 0.01
+
+
+def test_pair_prior_is_none_when_off_or_unseparated_and_follows_tensors():
+    from noisylabel.pipeline import detect
+
+    labels, p, _ = pair_problem()
+    assert detect(labels, p).pair_prior is None  # the pipeline's own default is off
+    rng = np.random.default_rng(0)
+    flat = rng.dirichlet(np.ones(3) * 50, 500)
+    det = detect(rng.integers(0, 3, 500), flat, pair_prior=True)
+    assert det.pair_prior is None
+    np.testing.assert_array_equal(det.clean_probability, 1.0)
+    w_t = clean_probability(torch.from_numpy(labels), torch.from_numpy(p))
+    assert isinstance(w_t, torch.Tensor)
+    np.testing.assert_allclose(w_t.numpy(), clean_probability(labels, p), atol=1e-8)
+    order = rank_noisy_labels(labels, p)
+    np.testing.assert_array_equal(order, rank_noisy_labels(labels, p, pair_prior=True))
+    assert not np.array_equal(order, rank_noisy_labels(labels, p, pair_prior=False))

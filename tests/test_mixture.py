@@ -244,3 +244,19 @@ def test_fit_rejects_bad_parameters(name: str, value: object) -> None:
     x = np.linspace(0.05, 0.95, 50)
     with pytest.raises(ValueError, match=f"{name} must be"):
         BetaMixture(**{name: value}).fit(x)
+
+
+def test_log_likelihood_ratio_plus_prior_log_odds_is_the_posterior():
+    x, _ = sample(CASES[0], 2000, 0)
+    for monotone in (False, True):
+        bmm = BetaMixture(monotone=monotone).fit(x)
+        c = bmm.clean_component_
+        prior = np.log(bmm.weights_[c] / bmm.weights_[1 - c])
+        lr = bmm.log_likelihood_ratio(x)
+        np.testing.assert_allclose(1 / (1 + np.exp(-(prior + lr))), bmm.posterior(x), atol=1e-10)
+        if monotone:  # any prior keeps it monotone: lr itself is monotone in x
+            order = np.argsort(x)
+            assert np.all(np.diff(lr[order]) >= -1e-9)
+    lr_t = bmm.log_likelihood_ratio(torch.from_numpy(x))
+    assert isinstance(lr_t, torch.Tensor)
+    np.testing.assert_allclose(lr_t.numpy(), lr, atol=1e-10)

@@ -51,7 +51,7 @@ def test_record_by_index_survives_shuffled_order():
     assert rb.accepted
     assert isinstance(ra, FitReport) and ra.accepted and ra.reason == "accepted"
     torch.testing.assert_close(a.weights(torch.arange(N)), b.weights(torch.arange(N)))
-    expected = clean_probability(labels.numpy(), probs.double().numpy())
+    expected = clean_probability(labels.numpy(), probs.double().numpy(), pair_prior=False)
     np.testing.assert_allclose(a.clean_probability.numpy(), expected, atol=1e-4)
     w = a.weights(torch.arange(N))
     assert w[~flip].mean() > 0.8 and w[flip].mean() < 0.2

@@ -16,6 +16,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.validation import has_fit_parameter
 from threadpoolctl import threadpool_limits
 
 from noisylabel import BetaMixture, clean_probability, symmetric_noise
@@ -30,11 +31,26 @@ def one_blas_thread():
 
 
 def expected_failed_checks(estimator: BMMWeightedClassifier) -> dict[str, str]:
-    """check_estimator checks the wrapper cannot pass, with the reason (none today).
+    """check_estimator checks the wrapper cannot pass, with the reason.
 
-    Keep this list in sync with the table in docs/plugins.md.
+    Keep this list in sync with docs/plugins.md ("scikit-learn's check_estimator").
     """
-    return {}
+    reason = ("w comes from cross-validation: a repeated row can sit in a training fold and "
+              "in the held-out fold at once, so integer weights and repeated rows differ")
+    failed = {"check_sample_weight_equivalence_on_dense_data": reason,
+              "check_sample_weight_equivalence_on_sparse_data": reason}
+    if estimator.estimator is not None and not has_fit_parameter(estimator.estimator,
+                                                                 "sample_weight"):
+        no_weights = ("the wrapped estimator's fit takes no sample_weight: a user's weights "
+                      "cannot be applied, so fit raises ValueError (as CleanLearning does)")
+        failed.update(dict.fromkeys(("check_all_zero_sample_weights_error",
+                                     "check_sample_weights_shape",
+                                     "check_sample_weights_not_overwritten",
+                                     "check_classifiers_one_label_sample_weights",
+                                     "check_sample_weights_list",
+                                     "check_sample_weights_not_an_array",
+                                     "check_sample_weights_pandas_series"), no_weights))
+    return failed
 
 
 @parametrize_with_checks(
@@ -291,3 +307,59 @@ def test_default_estimator_fits_digits_without_convergence_warnings() -> None:
         warnings.simplefilter("error", ConvergenceWarning)
         clf = BMMWeightedClassifier(cv=3, random_state=0).fit(X[:900], noisy[:900])
     assert clf.score(X[900:], y[900:]) > 0.85
+
+
+class WeightSpy(LogisticRegression):
+    """LogisticRegression that records the sample weights of every fit (class attribute)."""
+
+    seen: list = []
+
+    def fit(self, X, y, sample_weight=None):
+        WeightSpy.seen.append(None if sample_weight is None else np.asarray(sample_weight))
+        return super().fit(X, y, sample_weight=sample_weight)
+
+
+def test_user_sample_weight_reaches_the_folds_and_multiplies_w_in_the_refit() -> None:
+    X_tr, noisy, *_ = noisy_problem(3)
+    u = np.random.default_rng(0).uniform(0.5, 2.0, noisy.size)
+    u[:10] = 0.0
+    WeightSpy.seen = []
+    clf = BMMWeightedClassifier(WeightSpy(max_iter=300), cv=3, random_state=0)
+    clf.fit(X_tr, noisy, sample_weight=u)
+    *folds, refit = WeightSpy.seen
+    assert len(folds) == 3 and all(f is not None for f in folds)
+    assert sum(f.size for f in folds) == 2 * noisy.size  # each sample trains 2 of 3 folds
+    np.testing.assert_allclose(refit, u * clf.clean_probability_)
+    # the user's weights change the refit (unit weights give another model)
+    unit = BMMWeightedClassifier(WeightSpy(max_iter=300), cv=3, random_state=0).fit(X_tr, noisy)
+    assert not np.allclose(unit.estimator_.coef_, clf.estimator_.coef_)
+
+
+def test_user_sample_weight_on_the_drop_path_keeps_the_unflagged_weights() -> None:
+    X_tr, noisy, *_ = noisy_problem(4)
+    u = np.linspace(0.5, 1.5, noisy.size)
+    WeightSpy.seen = []
+    clf = BMMWeightedClassifier(WeightSpy(max_iter=300), cv=3, weighting="drop", random_state=0)
+    clf.fit(X_tr, noisy, sample_weight=u)
+    assert clf.refit_mode_ == "drop"
+    np.testing.assert_allclose(WeightSpy.seen[-1], u[~clf.label_issues_mask_])
+
+
+def test_user_sample_weight_needs_an_estimator_that_takes_it() -> None:
+    X_tr, noisy, *_ = noisy_problem(5)
+    clf = BMMWeightedClassifier(KNeighborsClassifier(), cv=3)
+    with pytest.raises(ValueError, match="takes no sample_weight"):
+        clf.fit(X_tr, noisy, sample_weight=np.ones(noisy.size))
+    with pytest.raises(ValueError, match="Negative values"):
+        BMMWeightedClassifier(cv=3).fit(X_tr, noisy, sample_weight=-np.ones(noisy.size))
+
+
+def test_pair_prior_is_a_parameter_and_off_gives_the_global_prior() -> None:
+    X_tr, noisy, *_ = noisy_problem(6)
+    assert BMMWeightedClassifier().get_params()["pair_prior"] is True
+    on = BMMWeightedClassifier(cv=3, random_state=0).fit(X_tr, noisy)
+    off = BMMWeightedClassifier(cv=3, pair_prior=False, random_state=0).fit(X_tr, noisy)
+    np.testing.assert_allclose(off.clean_probability_,
+                               clean_probability(noisy, off.pred_probs_, pair_prior=False))
+    np.testing.assert_allclose(on.clean_probability_, clean_probability(noisy, on.pred_probs_))
+    assert not np.allclose(on.clean_probability_, off.clean_probability_)
