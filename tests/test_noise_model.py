@@ -176,6 +176,7 @@ def test_a_class_the_model_cannot_predict_is_reported_flagged_whole():
     assert small.fit(1).flagged_classes == []
 
 
+@pytest.mark.filterwarnings("ignore::noisylabel.mixture.MixtureNotSeparatedWarning")
 def test_predictions_keep_the_last_fits_mean_record():
     labels, probs, _ = separated_epoch()
     nm = NoiseModel(N, C)
