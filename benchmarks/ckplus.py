@@ -363,6 +363,16 @@ def recovered(rows: list[dict[str, Any]], name: str, noise: float, **where: Any)
     return f"{100 * (got - base) / (ceiling - base):+.0f}%"
 
 
+def per_seed_gain(rows: list[dict[str, Any]], name: str, noise: float, **where: Any) -> str:
+    """``name``'s last-5 minus ``baseline``'s, seed by seed (points), for the seeds both have."""
+    base = {r["seed"]: r["last5_mean"] for r in _select(rows, name="baseline", noise=noise,
+                                                         **where)}
+    got = sorted((r["seed"], r["last5_mean"]) for r in _select(rows, name=name, noise=noise,
+                                                              **where))
+    gains = [f"{100 * (v - base[seed]):+.1f}" for seed, v in got if seed in base]
+    return " / ".join(gains) if gains and name != "baseline" else "-"
+
+
 def tables(rows: list[dict[str, Any]], profile_name: str, profile: dict[str, Any]) -> str:
     """Markdown: accuracy by protocol x start x epochs x noise x variant; per-epoch traces."""
     out = [f"Profile `{profile_name}`: CK+48 without contempt (6 classes), split by subject, "
@@ -370,7 +380,8 @@ def tables(rows: list[dict[str, Any]], profile_name: str, profile: dict[str, Any
            "mean ± std over seeds: final epoch / mean of the last 5 / best epoch (optimistic: "
            "chosen on the evaluated split). AUC, w and F1: the last epoch's w against the "
            "flipped labels (F1 of w < 0.5). Recovered: share of the noise cost won back, "
-           "(variant - baseline) / (clean ceiling - baseline), last-5 means.\n"]
+           "(variant - baseline) / (clean ceiling - baseline), last-5 means; by seed: the "
+           "variant's last-5 minus baseline's on the same seed (points).\n"]
     groups = sorted({(r["protocol"], r["start"], r["epochs"]) for r in rows})
     for protocol, start, epochs in groups:
         where = {"protocol": protocol, "start": start, "epochs": epochs}
@@ -379,8 +390,9 @@ def tables(rows: list[dict[str, Any]], profile_name: str, profile: dict[str, Any
             "training subjects"
         out += [f"\n#### {split}, start: {start}, {epochs} epochs\n",
                 "| noise | variant | n | final | last-5 | best (optimistic) | AUC of w | "
-                "w clean / flipped | F1 of w < 0.5 | aux branch (last) | recovered |",
-                "|---" * 11 + "|"]
+                "w clean / flipped | F1 of w < 0.5 | aux branch (last) | recovered | "
+                "last-5 - baseline, by seed |",
+                "|---" * 12 + "|"]
         for noise in sorted({r["noise"] for r in sel_g}):
             for name in VARIANTS:
                 sel = _select(sel_g, noise=noise, name=name)
@@ -397,7 +409,8 @@ def tables(rows: list[dict[str, Any]], profile_name: str, profile: dict[str, Any
                     f"{mean_std([r.get('noise_auc') for r in sel], 1, 3)} | {w} | "
                     f"{mean_std([r.get('det_f1') for r in sel], 1, 3)} | "
                     f"{mean_std([r.get('aux_test_acc') for r in sel])} | "
-                    f"{recovered(sel_g, name, noise) if name != 'baseline' else '-'} |")
+                    f"{recovered(sel_g, name, noise) if name != 'baseline' else '-'} | "
+                    f"{per_seed_gain(sel_g, name, noise)} |")
     return "\n".join(out) + "\n" + trace_table(rows)
 
 
