@@ -1,0 +1,83 @@
+"""Pure parts of benchmarks/cifar10n.py: the index -> image-file mapping, the stratified subset,
+the detection metrics, and the fake data of --quick read back through the loader."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_cifar10n", ROOT / "benchmarks" / "cifar10n.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def test_expected_files_count_per_class(bench):
+    # the first rows of the real index: frog, truck, truck, deer
+    assert bench.expected_files(np.array([6, 9, 9, 4, 6])) == [
+        "train/frog/0000.jpg", "train/truck/0000.jpg", "train/truck/0001.jpg",
+        "train/deer/0000.jpg", "train/frog/0001.jpg"]
+
+
+def test_check_mapping_names_the_first_bad_row(bench):
+    index = {"file": np.array(["train/frog/0000.jpg", "train/frog/0000.jpg"]),
+             "clean_label": np.array([6, 6])}
+    with pytest.raises(ValueError, match="index row 1: file 'train/frog/0000.jpg', expected "
+                                         "'train/frog/0001.jpg'"):
+        bench.check_mapping(index)
+
+
+def test_stratified_subset(bench):
+    labels = np.repeat([0, 1, 2], [500, 300, 200])
+    sub = bench.stratified_subset(labels, 100, seed=1)
+    assert len(sub) == 100 and len(set(sub)) == 100 and np.all(np.diff(sub) > 0)
+    assert np.bincount(labels[sub]).tolist() == [50, 30, 20]
+    assert np.array_equal(sub, bench.stratified_subset(labels, 100, seed=1))
+    assert not np.array_equal(sub, bench.stratified_subset(labels, 100, seed=2))
+    assert len(bench.stratified_subset(labels, 5000, seed=1)) == 1000
+
+
+def test_detection_metrics(bench):
+    wrong = np.array([1, 1, 0, 0, 0, 0], bool)
+    flagged = np.array([1, 0, 1, 0, 0, 0], bool)
+    score = np.array([0.9, 0.8, 0.7, 0.1, 0.2, 0.3])
+    m = bench.detection_metrics(flagged, score, wrong)
+    assert m["precision"] == pytest.approx(50) and m["recall"] == pytest.approx(50)
+    assert m["f1"] == pytest.approx(50) and m["auc"] == pytest.approx(100)
+    assert m["flagged"] == pytest.approx(100 / 3)
+    none = bench.detection_metrics(np.zeros(6, bool), score, wrong)
+    assert none["precision"] == 0 and none["f1"] == 0
+
+
+def test_fake_data_round_trip(bench, tmp_path):
+    index_path = bench.make_fake_data(tmp_path, n_per_class=3, n_test_per_class=2)
+    index = bench.read_index(index_path)
+    bench.check_mapping(index)
+    profile = {"n_train": 20, "n_test": None}
+    data = bench.load_data(index_path, tmp_path, tmp_path / "cache.npz", profile)
+    assert data["train_x"].shape == (20, 32, 32, 3) and data["train_x"].dtype == np.uint8
+    assert data["test_x"].shape == (20, 32, 32, 3)
+    assert np.bincount(data["test_y"]).tolist() == [2] * 10
+    assert np.array_equal(data["clean"], index["clean_label"][data["train_index"]])
+    again = bench.load_data(index_path, tmp_path, tmp_path / "cache.npz", profile)  # cached
+    assert np.array_equal(again["train_x"], data["train_x"])
+
+
+def test_missing_files_are_named(bench, tmp_path):
+    with pytest.raises(FileNotFoundError, match="index not found"):
+        bench.read_index(tmp_path / "nope.csv.gz")
+    with pytest.raises(FileNotFoundError, match="test folder not found"):
+        bench.test_files(tmp_path)
+    with pytest.raises(FileNotFoundError, match="image not found"):
+        bench.read_images(tmp_path, ["train/cat/0000.jpg"])
