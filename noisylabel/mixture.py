@@ -529,6 +529,17 @@ class BetaMixture:
             return ones.to(x.dtype) if is_tensor(x) and x.dtype.is_floating_point else ones
         return self.posterior(x)
 
+    def _posterior_input(self, x: Any) -> tuple[Any, Any]:
+        """``x`` prepared for the posterior (clamped to ``[eps, 1-eps]``, then to the monotone
+        clip when ``monotone=True``) and the float dtype to return (None: keep the computed)."""
+        self._check_fitted()
+        xc = self._prepare(x)
+        out_dtype = x.dtype if is_tensor(x) and x.dtype.is_floating_point else None
+        if self.monotone:
+            lo, hi = self._monotone_clip()
+            xc = xc.clamp(lo, hi) if is_tensor(xc) else np.clip(xc, lo, hi)
+        return xc, out_dtype
+
     def posterior(self, x: Any) -> Any:
         """Clean-component posterior as ``clean_probability``, without the fallback.
 
@@ -545,12 +556,7 @@ class BetaMixture:
         numpy.ndarray or torch.Tensor of shape (N,)
             Same array type and device as ``x``.
         """
-        self._check_fitted()
-        xc = self._prepare(x)
-        out_dtype = x.dtype if is_tensor(x) and x.dtype.is_floating_point else None
-        if self.monotone:
-            lo, hi = self._monotone_clip()
-            xc = xc.clamp(lo, hi) if is_tensor(xc) else np.clip(xc, lo, hi)
+        xc, out_dtype = self._posterior_input(x)
         clean = self.clean_component_
         w = sigmoid(self._log_odds(xc, clean, 1 - clean))
         return w.to(out_dtype) if out_dtype is not None else w
@@ -576,12 +582,7 @@ class BetaMixture:
         numpy.ndarray or torch.Tensor of shape (N,)
             Same array type and device as ``x``.
         """
-        self._check_fitted()
-        xc = self._prepare(x)
-        out_dtype = x.dtype if is_tensor(x) and x.dtype.is_floating_point else None
-        if self.monotone:
-            lo, hi = self._monotone_clip()
-            xc = xc.clamp(lo, hi) if is_tensor(xc) else np.clip(xc, lo, hi)
+        xc, out_dtype = self._posterior_input(x)
         clean = self.clean_component_
         pi_c, pi_n = float(self.weights_[clean]), float(self.weights_[1 - clean])
         lr = self._log_odds(xc, clean, 1 - clean) - (
