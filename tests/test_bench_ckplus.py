@@ -1,0 +1,86 @@
+"""Pure parts of benchmarks/ckplus.py: the variant spelled out for the defaults, the job grid,
+and the recovered-share and per-seed columns of its tables."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_ckplus", ROOT / "benchmarks" / "ckplus.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def _job(name: str, **over) -> dict:
+    job = {"protocol": "test", "start": "faces", "noise": 0.3, "name": name, "seed": 0,
+           "epochs": 30, "image_size": 48, "batch_size": 32, "pretrained": None, "threads": 1}
+    return {**job, **over}
+
+
+def _fields(cfg) -> dict:
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+
+
+def test_full_calib_pseudo_is_the_default_full(bench, tmp_path):
+    # the rows named full-calib-pseudo are reported as "the defaults": they must stay so
+    full = _fields(bench._config(_job("full"), str(tmp_path / "a"), "data"))
+    spelled = _fields(bench._config(_job("full-calib-pseudo"), str(tmp_path / "a"), "data"))
+    assert full == spelled
+
+
+def test_paper_route_differs_from_the_defaults_in_the_three_options(bench, tmp_path):
+    full = _fields(bench._config(_job("full"), str(tmp_path / "a"), "data"))
+    paper = _fields(bench._config(_job("full-paper-route"), str(tmp_path / "a"), "data"))
+    assert {k for k in full if full[k] != paper[k]} == {"signal", "class_targets", "q_from"}
+
+
+def test_make_jobs_skips_oracles_without_noise_and_filters_by_key(bench, tmp_path):
+    args = argparse.Namespace(protocols=["test"], starts=["faces"], noises=[0.0, 0.3],
+                              names=["baseline", "clean-only"], seeds=[0, 1], threads=1,
+                              epochs=None, only=None)
+    profile = bench.PROFILES["quick"]
+    jobs = bench.make_jobs(args, profile, {"test": "view"}, "start.pth", tmp_path)
+    keys = [bench.job_key(j) for j in jobs]
+    assert "test/faces/e2/noise0.00/clean-only/seed0" not in keys
+    assert "test/faces/e2/noise0.30/clean-only/seed1" in keys
+    assert len(keys) == 2 + 2 + 2  # baseline at both rates, clean-only at 30%
+    args.only = ["noise0.30/baseline/"]
+    assert [bench.job_key(j) for j in bench.make_jobs(args, profile, {"test": "view"},
+                                                       "start.pth", tmp_path)] == [
+        "test/faces/e2/noise0.30/baseline/seed0", "test/faces/e2/noise0.30/baseline/seed1"]
+
+
+def _row(name: str, noise: float, seed: int, last5: float) -> dict:
+    return {"protocol": "test", "start": "faces", "epochs": 30, "noise": noise, "name": name,
+            "seed": seed, "last5_mean": last5}
+
+
+def test_recovered_is_the_share_of_the_noise_cost(bench):
+    rows = [_row("baseline", 0.0, 0, 0.92), _row("baseline", 0.3, 0, 0.84),
+            _row("baseline", 0.3, 1, 0.86), _row("full", 0.3, 0, 0.89),
+            _row("full", 0.3, 1, 0.89)]
+    # (0.89 - 0.85) / (0.92 - 0.85) = 57%
+    assert bench.recovered(rows, "full", 0.3) == "+57%"
+    assert bench.recovered(rows, "full", 0.0) == "-"  # no cost at 0%
+    assert bench.recovered(rows[1:], "full", 0.3) == "-"  # no ceiling measured
+
+
+def test_per_seed_gain_pairs_seeds(bench):
+    rows = [_row("baseline", 0.3, 0, 0.84), _row("baseline", 0.3, 1, 0.86),
+            _row("full", 0.3, 1, 0.85), _row("full", 0.3, 0, 0.89),
+            _row("full", 0.3, 2, 0.99)]  # seed 2 has no baseline: left out
+    assert bench.per_seed_gain(rows, "full", 0.3) == "+5.0 / -1.0"
+    assert bench.per_seed_gain(rows, "baseline", 0.3) == "-"
