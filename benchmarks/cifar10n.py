@@ -309,7 +309,7 @@ def predict(net: Any, x: Any, batch: int = 500) -> np.ndarray:
 
 def train(x: Any, y: np.ndarray, profile: dict[str, Any], seed: int, hook: dict[str, Any] | None
           = None) -> tuple[Any, dict[str, Any]]:
-    """Train the CNN on ``(x, y)``; with ``hook`` (``{"loss": "q" | "wce"}``) the NoiseModel
+    """Train the CNN on ``(x, y)``; with ``hook`` (``{"loss": "q" | "qy" | "pseudo" | "wce"}``) the NoiseModel
     loop. Returns the network and, with the hook, ``{"w": ..., "reports": [...]}``."""
     import torch
 
@@ -348,8 +348,11 @@ def train(x: Any, y: np.ndarray, profile: dict[str, Any], seed: int, hook: dict[
                 loss = torch.nn.functional.cross_entropy(logits, yt[idx])
             elif hook["loss"] == "wce":
                 loss = weighted_cross_entropy(logits, yt[idx], nm.weights(idx))
-            elif hook["loss"] == "qy":  # q with the one-hot label in place of D[y]
-                q = correct_labels(yt[idx], stats_p[idx], nm.weights(idx), eye, validate=False)
+            elif hook["loss"] in ("qy", "pseudo"):  # one-hot label in place of D[y]; pseudo:
+                p = stats_p[idx]  # ... and the stats pass's class (one-hot) in place of p
+                if hook["loss"] == "pseudo":
+                    p = eye[p.argmax(dim=1)]
+                q = correct_labels(yt[idx], p, nm.weights(idx), eye, validate=False)
                 loss = soft_target_kl(logits, q)
             else:
                 loss = soft_target_kl(logits, nm.targets(idx, yt[idx], stats_p[idx]))
@@ -562,9 +565,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels", nargs="+", choices=[*LABEL_SETS, "clean"],
                    default=list(LABEL_SETS), help="clean: the true labels (a reference run)")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    p.add_argument("--hook-loss", choices=("q", "qy", "wce"), default="q",
+    p.add_argument("--hook-loss", choices=("q", "qy", "pseudo", "wce"), default="q",
                    help="q: soft_target_kl to NoiseModel.targets (w D[y] + (1 - w) p); qy: the "
-                   "same with the one-hot label for D[y]; wce: w-weighted cross-entropy")
+                   "same with the one-hot label for D[y]; pseudo: qy with the one-hot of the "
+                   "stats pass's class for p (the FER trainer's default q); wce: w-weighted "
+                   "cross-entropy")
     p.add_argument("--hook-warmup", type=int, help="plain-CE epochs before the first stats pass "
                    "(default: the profile's warmup)")
     p.add_argument("--hook-gate", choices=("on", "off"), default="off",
@@ -627,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
     dest = work if args.quick else HERE / "results"
     sel = [r for r in rows if r["protocol"] == "test"
            and (r["method"] != "hook" or r.get("hook") == hook_tag(hook))]
-    if sel:
+    if sel and args.protocol == "test":  # validation runs leave the published table alone
         stem = dest / f"cifar10n_{name}"
         stem.with_suffix(".md").write_text(table(sel, profile, name, hook_tag(hook)))
         plot(sel, stem.with_suffix(".png"))
