@@ -13,7 +13,9 @@ Two starts: random weights (``scratch``) and a ResNet18 pretrained on the FER+ m
 of the *other half* of FER2013Train (``faces``), so no training image of the runs is seen in
 pretraining. Variants: ``baseline``, ``aea``, ``full`` (the defaults), ``full`` with one option
 changed (``full-trainstats``: the training pass's statistics, the default before the eval pass
-came back; ``full-perclass``: one mixture per class; ``full-klce``: ``target_loss="kl+ce"``),
+came back; ``full-perclass``: one mixture per class; ``full-klce``: ``target_loss="kl+ce"``;
+``full-paper-route``: the defaults before 0.2, cosine signal and the paper's q;
+``full-cosine-pseudo`` / ``full-calib-aux``: one of the two 0.2 changes each),
 and ``cleanlab`` (cross-validated probabilities of ``baseline`` ->
 ``cleanlab.filter.find_label_issues`` -> ``baseline`` retrained on the kept images).
 
@@ -58,6 +60,11 @@ VARIANTS: dict[str, dict[str, Any]] = {  # benchmark name -> TrainConfig overrid
     "full-perclass": {"variant": "full", "per_class": True},
     "full-klce": {"variant": "full", "target_loss": "kl+ce"},
     "full-exact": {"variant": "full", "paper_exact": True},
+    # the two defaults of 0.2 one at a time (as in benchmarks/ckplus.py)
+    "full-paper-route": {"variant": "full", "signal": "cosine", "class_targets": "mined",
+                         "q_from": "aux"},
+    "full-cosine-pseudo": {"variant": "full", "signal": "cosine"},
+    "full-calib-aux": {"variant": "full", "class_targets": "mined", "q_from": "aux"},
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -328,9 +335,10 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 PROTOCOLS: list[tuple[str, float]] = [("fer2013", 0.0), ("ferplus", 0.3), ("ferplus", 0.0)]
 """(training labels, injected symmetric noise) of the table's column groups."""
 GRID_NAMES: dict[tuple[str, float], tuple[str, ...]] = {
-    ("fer2013", 0.0): ("baseline", "aea", "full", "full-perclass", "cleanlab"),
-    ("ferplus", 0.3): ("baseline", "aea", "full", "full-trainstats", "full-perclass",
-                       "full-klce"),
+    ("fer2013", 0.0): ("baseline", "aea", "full", "full-paper-route", "full-cosine-pseudo",
+                       "full-calib-aux", "full-perclass", "cleanlab"),
+    ("ferplus", 0.3): ("baseline", "aea", "full", "full-paper-route", "full-cosine-pseudo",
+                       "full-calib-aux", "full-trainstats", "full-perclass", "full-klce"),
     ("ferplus", 0.0): ("baseline", "full"),
 }
 
