@@ -187,6 +187,9 @@ VARIANTS: dict[str, dict[str, Any]] = {  # benchmark name -> TrainConfig overrid
     # both changes: the defaults since 0.2, spelled out so the row keeps its meaning
     "full-calib-pseudo": {**PAPER_ROUTE, "signal": "calibrated", "class_targets": "onehot",
                           "q_from": "pseudo"},
+    # the un-rounded prediction in q (hedges where the auxiliary branch is weak)
+    "full-calib-soft": {**PAPER_ROUTE, "signal": "calibrated", "class_targets": "onehot",
+                        "q_from": "soft"},
     "clean-only": {"variant": "baseline"},  # baseline on the unflipped labels only
 }
 ORACLES = ("full-oracle", "full-oracle-pseudo", "clean-only")

@@ -441,15 +441,18 @@ def compute_loss(outputs: FEROutput, y: torch.Tensor, idx: torch.Tensor,
 def q_source(cfg: TrainConfig, noise_model: NoiseModel, idx: torch.Tensor, p: torch.Tensor,
              target: torch.Tensor) -> torch.Tensor:
     """The ``p`` of ``q = w D[y] + (1 - w) p`` chosen by ``cfg.q_from``: the auxiliary branch's
-    prediction on the batch (the paper), the target branch's, or ``pseudo``: the one-hot of the
-    class the auxiliary branch gave the un-augmented image at the last fit,
-    ``onehot(argmax NoiseModel.predictions[i])`` (docs/method.md, "Our additions")."""
+    prediction on the batch (the paper), the target branch's, or the auxiliary branch's
+    prediction for the un-augmented image at the last fit, ``NoiseModel.predictions[i]``:
+    as it is (``soft``) or as the one-hot of its class (``pseudo``; docs/method.md, "Our
+    additions")."""
     if cfg.q_from == "aux":
         return p
     if cfg.q_from == "target":
         return torch.softmax(target, dim=1).detach()
-    last = noise_model.predictions[idx.to(noise_model.device)].argmax(1).to(p.device)
-    return F.one_hot(last, p.shape[1]).to(p.dtype)
+    last = noise_model.predictions[idx.to(noise_model.device)].to(p.device, p.dtype)
+    if cfg.q_from == "soft":
+        return last
+    return F.one_hot(last.argmax(1), p.shape[1]).to(p.dtype)
 
 
 def class_targets(cfg: TrainConfig, noise_model: NoiseModel) -> torch.Tensor:

@@ -175,7 +175,8 @@ def test_wce_and_q_from_target_change_the_target_loss() -> None:
 
 
 @pytest.mark.filterwarnings("ignore::noisylabel.mixture.MixtureNotSeparatedWarning")
-def test_q_from_pseudo_uses_the_last_fits_class() -> None:
+@pytest.mark.parametrize("q_from", ["pseudo", "soft"])
+def test_q_from_pseudo_and_soft_use_the_last_fits_prediction(q_from: str) -> None:
     from noisylabel.apps.fer.train import compute_loss
     from noisylabel.correction import correct_labels
     from noisylabel.losses import soft_target_kl
@@ -184,9 +185,10 @@ def test_q_from_pseudo_uses_the_last_fits_class() -> None:
     last = torch.softmax(torch.randn(len(y), 3, generator=torch.Generator().manual_seed(1)), 1)
     nm.record(idx, last, y)
     nm.fit(1)
-    cfg = TrainConfig(data="x", num_classes=3, q_from="pseudo", class_targets="onehot")
+    cfg = TrainConfig(data="x", num_classes=3, q_from=q_from, class_targets="onehot")
     _, _, lkld, p = compute_loss(out, y, idx, nm, 1.0, 1.0, cfg)
-    pseudo = torch.nn.functional.one_hot(last.argmax(1), 3).float()
+    pseudo = torch.nn.functional.one_hot(last.argmax(1), 3).float() if q_from == "pseudo" \
+        else last
     q = correct_labels(y, pseudo, nm.weights(idx), torch.eye(3))
     assert torch.allclose(lkld, soft_target_kl(out.target, q))
     q_aux = correct_labels(y, p, nm.weights(idx), torch.eye(3))
