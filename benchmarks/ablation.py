@@ -62,6 +62,9 @@ VARIANTS = {  # benchmark name -> TrainConfig overrides
     # ours: class-calibrated signal, q = w onehot(y) + (1 - w) onehot(pseudo-label)
     "full-calib-pseudo": {"variant": "full", "signal": "calibrated", "class_targets": "onehot",
                           "q_from": "pseudo"},
+    # the defaults since 0.2: the same with the un-rounded prediction in q
+    "full-calib-soft": {"variant": "full", "signal": "calibrated", "class_targets": "onehot",
+                        "q_from": "soft"},
 }
 REGIMES = ("scratch", "identity", "expression")
 

@@ -184,10 +184,11 @@ VARIANTS: dict[str, dict[str, Any]] = {  # benchmark name -> TrainConfig overrid
     "full-calib": {**PAPER_ROUTE, "signal": "calibrated"},
     "full-pseudo": {**PAPER_ROUTE, "class_targets": "onehot", "q_from": "pseudo"},
     "full-oracle-pseudo": {**PAPER_ROUTE, "class_targets": "onehot", "q_from": "pseudo"},
-    # both changes: the defaults since 0.2, spelled out so the row keeps its meaning
+    # both changes, with the one-hot pseudo-label in q
     "full-calib-pseudo": {**PAPER_ROUTE, "signal": "calibrated", "class_targets": "onehot",
                           "q_from": "pseudo"},
-    # the un-rounded prediction in q (hedges where the auxiliary branch is weak)
+    # the defaults since 0.2, spelled out so the row keeps its meaning: the un-rounded
+    # prediction in q (the same where the auxiliary branch is sure, a hedge where it is not)
     "full-calib-soft": {**PAPER_ROUTE, "signal": "calibrated", "class_targets": "onehot",
                         "q_from": "soft"},
     "clean-only": {"variant": "baseline"},  # baseline on the unflipped labels only

@@ -34,10 +34,10 @@ def _fields(cfg) -> dict:
     return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
 
 
-def test_full_calib_pseudo_is_the_default_full(bench, tmp_path):
-    # the rows named full-calib-pseudo are reported as "the defaults": they must stay so
+def test_full_calib_soft_is_the_default_full(bench, tmp_path):
+    # the rows named full-calib-soft are reported as "the defaults": they must stay so
     full = _fields(bench._config(_job("full"), str(tmp_path / "a"), "data"))
-    spelled = _fields(bench._config(_job("full-calib-pseudo"), str(tmp_path / "a"), "data"))
+    spelled = _fields(bench._config(_job("full-calib-soft"), str(tmp_path / "a"), "data"))
     assert full == spelled
 
 

@@ -143,12 +143,12 @@ class TrainConfig:
         The ``D[y]`` of ``q = w D[y] + (1 - w) p``: the given label's one-hot (ours, the
         default), the miner's class distributions (the paper) or the smoothed one-hot the miner
         starts from (the miner never accepts a row) (docs/method.md, "Our additions").
-    q_from : {"pseudo", "soft", "aux", "target"}
-        The ``p`` of q: ``pseudo`` (ours, the default): the one-hot of the class the auxiliary
-        branch gave the un-augmented image in the last statistics pass
-        ([`NoiseModel.predictions`][noisylabel.noise_model.NoiseModel.predictions]); ``soft``
-        (ours): that prediction itself, not rounded; ``aux``: the auxiliary branch's
-        prediction on the batch (the paper); ``target``: the target branch's own.
+    q_from : {"soft", "pseudo", "aux", "target"}
+        The ``p`` of q: ``soft`` (ours, the default): the auxiliary branch's prediction for the
+        un-augmented image in the last statistics pass
+        ([`NoiseModel.predictions`][noisylabel.noise_model.NoiseModel.predictions]);
+        ``pseudo`` (ours): the one-hot of that prediction's class; ``aux``: the auxiliary
+        branch's prediction on the batch (the paper); ``target``: the target branch's own.
     aux_decay : bool
         The auxiliary loss weight ``mu1`` decays after ``beta`` (the paper); False keeps it 1.
     stats_pass : {"eval", "train"}
@@ -268,11 +268,11 @@ class TrainConfig:
                               "one-hot (ours), the mined class distributions (the paper) or the "
                               "smoothed one-hot (miner off)",
                               choices=("onehot", "mined", "smoothed"))
-    q_from: str = _opt("pseudo", "the p in q: pseudo (ours): the one-hot of the class the "
-                       "auxiliary branch gave the un-augmented image at the last fit; soft "
-                       "(ours): that prediction itself; aux: the auxiliary branch's prediction "
-                       "on the batch (the paper); target: the target branch's",
-                       choices=("pseudo", "soft", "aux", "target"))
+    q_from: str = _opt("soft", "the p in q: soft (ours): the auxiliary branch's prediction for "
+                       "the un-augmented image at the last fit; pseudo (ours): the one-hot of "
+                       "its class; aux: the auxiliary branch's prediction on the batch (the "
+                       "paper); target: the target branch's",
+                       choices=("soft", "pseudo", "aux", "target"))
     aux_decay: bool = _opt(True, "decay the auxiliary loss weight mu1 after beta (the paper)")
     stats_pass: str = _opt("eval", "noise-model input: an extra eval-mode pass over the train set "
                            "(as the references; separates the wrong labels better under "

@@ -74,7 +74,7 @@ def test_paper_exact_restores_the_literal_method() -> None:
     default = TrainConfig(data="x").resolved()
     assert (default.warmup, default.gate, default.monotone) == (3, True, True)
     assert (default.signal, default.class_targets, default.q_from) == (
-        "calibrated", "onehot", "pseudo")
+        "calibrated", "onehot", "soft")
     assert default.stats_pass == "eval"  # separates real faces' wrong labels better (FER+)
     assert (default.image_size, default.batch_size, default.lr, default.epochs) == (100, 32, 1e-3, 75)
     with pytest.raises(ValueError, match="stats_pass='both'"):
