@@ -16,7 +16,8 @@ changed (``full-trainstats``: the training pass's statistics, the default before
 came back; ``full-perclass``: one mixture per class; ``full-klce``: ``target_loss="kl+ce"``;
 ``full-paper-route``: the defaults before 0.2, cosine signal and the paper's q;
 ``full-cosine-pseudo`` / ``full-calib-aux``: one of the two 0.2 changes each;
-``full-calib-soft``: the un-rounded prediction in q),
+``full-calib-pseudo`` / ``full-calib-soft``: both, with the one-hot or the un-rounded
+prediction in q; the latter are the defaults since 0.2),
 and ``cleanlab`` (cross-validated probabilities of ``baseline`` ->
 ``cleanlab.filter.find_label_issues`` -> ``baseline`` retrained on the kept images).
 
@@ -66,8 +67,10 @@ VARIANTS: dict[str, dict[str, Any]] = {  # benchmark name -> TrainConfig overrid
                          "q_from": "aux"},
     "full-cosine-pseudo": {"variant": "full", "signal": "cosine"},
     "full-calib-aux": {"variant": "full", "class_targets": "mined", "q_from": "aux"},
+    "full-calib-pseudo": {"variant": "full", "signal": "calibrated", "class_targets": "onehot",
+                          "q_from": "pseudo"},
     "full-calib-soft": {"variant": "full", "signal": "calibrated", "class_targets": "onehot",
-                        "q_from": "soft"},
+                        "q_from": "soft"},  # the defaults since 0.2, spelled out
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -339,10 +342,11 @@ PROTOCOLS: list[tuple[str, float]] = [("fer2013", 0.0), ("ferplus", 0.3), ("ferp
 """(training labels, injected symmetric noise) of the table's column groups."""
 GRID_NAMES: dict[tuple[str, float], tuple[str, ...]] = {
     ("fer2013", 0.0): ("baseline", "aea", "full", "full-paper-route", "full-cosine-pseudo",
-                       "full-calib-aux", "full-calib-soft", "full-perclass", "cleanlab"),
+                       "full-calib-aux", "full-calib-pseudo", "full-calib-soft", "full-perclass",
+                       "cleanlab"),
     ("ferplus", 0.3): ("baseline", "aea", "full", "full-paper-route", "full-cosine-pseudo",
-                       "full-calib-aux", "full-calib-soft", "full-trainstats", "full-perclass",
-                       "full-klce"),
+                       "full-calib-aux", "full-calib-pseudo", "full-calib-soft", "full-trainstats",
+                       "full-perclass", "full-klce"),
     ("ferplus", 0.0): ("baseline", "full"),
 }
 
