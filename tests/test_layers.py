@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -61,12 +60,6 @@ def test_invalid():
         AverageAnchor(3)(torch.zeros(2, 4))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 SIZES = (3, 5)  # unequal per-rank batches: the global mean weights ranks by their size
 
 
@@ -77,9 +70,10 @@ def _sync_inputs() -> tuple[torch.Tensor, torch.Tensor]:
     return f, upstream
 
 
-def _sync_worker(rank: int, port: int, out: str) -> None:
+def _sync_worker(rank: int, out: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+    # a file rendezvous in the test's own folder: no port for a parallel test to take first
+    dist.init_process_group("gloo", init_method=f"file://{out}/rendezvous", rank=rank,
                             world_size=len(SIZES))
     try:
         f, upstream = _sync_inputs()
@@ -98,7 +92,7 @@ def _sync_worker(rank: int, port: int, out: str) -> None:
 
 
 def test_sync_anchor_is_the_global_batch_mean_with_its_gradient(tmp_path: Path):
-    mp.spawn(_sync_worker, args=(_free_port(), str(tmp_path)), nprocs=len(SIZES), join=True)
+    mp.spawn(_sync_worker, args=(str(tmp_path),), nprocs=len(SIZES), join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(len(SIZES))]
     # reference: one process, one layer, the concatenated batch, loss = sum of the ranks' losses
     f, upstream = _sync_inputs()
