@@ -3,24 +3,10 @@ the detection metrics, and the fake data of --quick read back through the loader
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_cifar10n", ROOT / "benchmarks" / "cifar10n.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+BENCHMARK = "cifar10n"  # the `bench` fixture (conftest.py) imports benchmarks/cifar10n.py
 
 
 def test_expected_files_count_per_class(bench):
