@@ -64,7 +64,7 @@ from noisylabel import (
     rank_noisy_labels,
     symmetric_noise,
 )
-from noisylabel.signals import bounded_loss, cosine_similarity
+from noisylabel.signals import bounded_loss, class_thresholds, cosine_similarity
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_detection.md"
 K = 10
@@ -213,8 +213,7 @@ def confident_joint(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
     samples labelled a whose most probable class among those above their class threshold
     ``t_j = mean(p_ij | y_i = j)`` is b."""
     k = pred_probs.shape[1]
-    t = np.array([pred_probs[labels == j, j].mean() for j in range(k)])
-    above = pred_probs >= t
+    above = pred_probs >= class_thresholds(labels, pred_probs)
     confident = np.where(above, pred_probs, -1.0).argmax(axis=1)
     joint = np.zeros((k, k))
     np.add.at(joint, (labels[above.any(axis=1)], confident[above.any(axis=1)]), 1.0)
