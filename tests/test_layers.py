@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from _gloo import gloo_group
 
 from noisylabel.layers import AverageAnchor
 
@@ -71,11 +72,7 @@ def _sync_inputs() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _sync_worker(rank: int, out: str) -> None:
-    torch.set_num_threads(1)
-    # a file rendezvous in the test's own folder: no port for a parallel test to take first
-    dist.init_process_group("gloo", init_method=f"file://{out}/rendezvous", rank=rank,
-                            world_size=len(SIZES))
-    try:
+    with gloo_group(rank, len(SIZES), out):
         f, upstream = _sync_inputs()
         part = slice(sum(SIZES[:rank]), sum(SIZES[: rank + 1]))
         layer = AverageAnchor(4, sync=True)
@@ -87,8 +84,6 @@ def _sync_worker(rank: int, out: str) -> None:
         dist.all_reduce(layer.a.grad)  # what DDP does with parameter gradients (as a sum)
         torch.save({"out": out_r.detach(), "f_grad": mine.grad, "a_grad": layer.a.grad,
                     "running_mean": layer.running_mean}, Path(out) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 def test_sync_anchor_is_the_global_batch_mean_with_its_gradient(tmp_path: Path):

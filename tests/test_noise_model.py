@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-import socket
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -225,20 +225,13 @@ def test_bad_input():
         NoiseModel(N, C, warmup=-1)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_fit_with_torch_distributed_single_process():
+def test_fit_with_torch_distributed_single_process(tmp_path: Path):
     labels, probs, _ = separated_epoch()
     ref = NoiseModel(N, C)
     record_all(ref, labels, probs)
     ref.fit(1)
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1
-    )
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/rendezvous", rank=0,
+                            world_size=1)
     try:
         nm = NoiseModel(N, C)
         record_all(nm, labels, probs)

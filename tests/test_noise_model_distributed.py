@@ -4,13 +4,12 @@ equal to what one process fitting all the predictions gets."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
+from _gloo import gloo_group
 from torch.utils.data import DistributedSampler
 
 from noisylabel.noise_model import NoiseModel
@@ -21,12 +20,6 @@ CONFIGS = {  # name -> NoiseModel options (two fits each: epoch 1 and 2)
     "paper_exact": dict(warmup=0, gate=False, monotone=False),
     "per_class_loss": dict(warmup=0, per_class=True, min_class_samples=20, signal="loss"),
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _epoch(epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,11 +63,8 @@ def _run(shard_for: callable) -> dict[str, list[dict]]:
     return results
 
 
-def _worker(rank: int, port: int, out: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=WORLD)
-    try:
+def _worker(rank: int, out: str) -> None:
+    with gloo_group(rank, WORLD, out):
         def shard_for(epoch: int) -> torch.Tensor:
             sampler = DistributedSampler(range(N), num_replicas=WORLD, rank=rank, shuffle=True,
                                          seed=7)
@@ -82,12 +72,10 @@ def _worker(rank: int, port: int, out: str) -> None:
             return torch.tensor(list(sampler))
 
         torch.save(_run(shard_for), Path(out) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 def test_two_ranks_fit_the_same_model_as_one_process(tmp_path: Path) -> None:
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(str(tmp_path),), nprocs=WORLD, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
     single = _run(lambda epoch: torch.randperm(N, generator=torch.Generator().manual_seed(epoch)))
 
