@@ -54,7 +54,6 @@ from threadpoolctl import threadpool_limits
 from noisylabel import (
     BetaMixture,
     BMMWeightedClassifier,
-    clean_probability,
     empirical_noise_matrix,
     estimate_noise_matrix,
     find_noisy_labels,
@@ -64,7 +63,9 @@ from noisylabel import (
     rank_noisy_labels,
     symmetric_noise,
 )
-from noisylabel.signals import bounded_loss, class_thresholds, cosine_similarity
+from noisylabel.detect import flag_labels
+from noisylabel.pipeline import detect
+from noisylabel.signals import bounded_loss, cosine_similarity
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_detection.md"
 K = 10
@@ -208,52 +209,27 @@ def count_flags(w: np.ndarray, order: np.ndarray, groups: np.ndarray) -> np.ndar
     return flagged
 
 
-def confident_joint(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
-    """cleanlab's confident joint, rows rescaled to the class counts: ``C[a, b]`` counts the
-    samples labelled a whose most probable class among those above their class threshold
-    ``t_j = mean(p_ij | y_i = j)`` is b."""
-    k = pred_probs.shape[1]
-    above = pred_probs >= class_thresholds(labels, pred_probs)
-    confident = np.where(above, pred_probs, -1.0).argmax(axis=1)
-    joint = np.zeros((k, k))
-    np.add.at(joint, (labels[above.any(axis=1)], confident[above.any(axis=1)]), 1.0)
-    counts = np.bincount(labels, minlength=k)
-    return joint / np.maximum(joint.sum(axis=1, keepdims=True), 1.0) * counts[:, None]
-
-
-def pair_row_cap(flagged, w, labels, pred_probs) -> np.ndarray:
-    """A candidate rule (not adopted): in a "pair row" (given class a whose confident-joint
-    errors go to one class for at least 3/4, and number at least half of a's flags), keep at
-    most ``round(C[a, b])`` flags, lowest w first, in every other predicted class b."""
-    joint = confident_joint(labels, pred_probs)
-    off = joint - np.diag(np.diag(joint))
-    yhat, out = pred_probs.argmax(axis=1), flagged.copy()
-    for a in range(off.shape[0]):
-        if off[a].max() < 0.75 * off[a].sum() or off[a].sum() < 0.5 * flagged[labels == a].sum():
-            continue
-        for b in np.flatnonzero(off[a] < off[a].max()):
-            cell = np.flatnonzero(flagged & (labels == a) & (yhat == b))
-            out[cell] = False
-            out[cell[np.argsort(w[cell])][: int(round(off[a, b]))]] = True
-    return out
-
-
 def rule_rows(labels, pred_probs, truth) -> dict[str, tuple[float, float]]:
     """F1 and flagged / truly wrong of candidate flagging rules (``--rules``)."""
     from cleanlab.filter import find_label_issues
 
-    w = clean_probability(labels, pred_probs)
-    order = rank_noisy_labels(labels, pred_probs)
     disagrees = pred_probs.argmax(axis=1) != labels
-    auto = find_noisy_labels(labels, pred_probs)
+    dets = {spread: detect(labels, pred_probs, pair_prior=True, spread_ties=spread)
+            for spread in (False, True)}  # True: what find_noisy_labels fits
+    # disagreement vetoed by w >= 0.5 (skipped where the mixture is not separated), no cap
+    veto = {spread: disagrees & ((d.clean_probability < 0.5) | (not d.separated))
+            for spread, d in dets.items()}
+    w = dets[True].clean_probability
+    order = rank_noisy_labels(labels, pred_probs)
     rules = {
         "w < 0.5": w < 0.5,
         "round(sum(1 - w)) lowest w": count_flags(w, order, np.zeros_like(labels)),
         "round(sum(1 - w)) lowest w per class": count_flags(w, order, labels),
         "model disagrees": disagrees,
-        "auto: disagrees and w < 0.5 (default)": auto,
-        "auto, capped in pair rows by the confident joint": pair_row_cap(auto, w, labels,
-                                                                          pred_probs),
+        "disagrees and w < 0.5, ties not spread (the previous default)": veto[False],
+        "the same, ties spread": veto[True],
+        "auto: the same, capped in pair rows (default)": flag_labels(dets[True], labels,
+                                                                     pred_probs, "auto"),
         "cleanlab find_label_issues": find_label_issues(labels, pred_probs, n_jobs=1),
     }
     return {k: (100 * f1_score(truth, m), m.sum() / truth.sum()) for k, m in rules.items()}

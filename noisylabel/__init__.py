@@ -24,6 +24,8 @@ _EXPORTS: dict[str, str] = {
     "bounded_loss": "noisylabel.signals",
     "calibrated_cosine": "noisylabel.signals",
     "class_thresholds": "noisylabel.signals",
+    "spread_ties": "noisylabel.signals",
+    "confident_joint": "noisylabel.confident",
     "get_signal": "noisylabel.signals",
     "Signal": "noisylabel.signals",
     # one-call detection
@@ -91,6 +93,7 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
         vote_agreement,
         vote_labels,
     )
+    from noisylabel.confident import confident_joint
     from noisylabel.correction import correct_labels
     from noisylabel.detect import clean_probability, find_noisy_labels, rank_noisy_labels
     from noisylabel.distribution import (
@@ -120,5 +123,6 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
         cosine_similarity,
         get_signal,
         normalized_loss,
+        spread_ties,
     )
     from noisylabel.sklearn import BMMWeightedClassifier

@@ -17,14 +17,22 @@ import numpy as np
 
 from noisylabel._backend import is_tensor
 from noisylabel._validation import check_pred_probs
+from noisylabel.confident import confident_joint
 from noisylabel.mixture import MixtureNotSeparatedWarning
-from noisylabel.pipeline import MIN_CLASS_SAMPLES, Detection, detect
+from noisylabel.pipeline import MIN_CLASS_SAMPLES, Detection, detect, other_class_probs
 from noisylabel.signals import Signal
 
 __all__ = ["RANKINGS", "clean_probability", "find_noisy_labels", "flag_labels", "rank_noisy_labels"]
 
 RANKINGS: tuple[str, ...] = ("clean_probability", "self_confidence")
 """Orders accepted by ``find_noisy_labels(return_indices_ranked_by=...)``."""
+
+PAIR_ROW_SHARE = 0.75
+"""A given class is a pair row when one other class holds at least this share of its
+confident-joint errors (see ``find_noisy_labels``)."""
+
+PAIR_ROW_COVER = 0.5
+"""... and those errors number at least this fraction of the class's flags."""
 
 
 def clean_probability(
@@ -35,6 +43,7 @@ def clean_probability(
     monotone: bool = True,
     min_class_samples: int = MIN_CLASS_SAMPLES,
     pair_prior: bool = True,
+    spread_ties: bool = True,
     **mixture_kwargs: Any,
 ) -> Any:
     """Per-sample probability that the given label is correct.
@@ -69,6 +78,11 @@ def clean_probability(
         runner-up class), so that class-to-class confusions are found (`docs/method.md`,
         "Class-to-class noise"). False: one global prior (the behaviour before 0.2; what
         [`NoiseModel`][noisylabel.noise_model.NoiseModel] uses).
+    spread_ties : bool
+        True (default): tied signal values are spread over the gaps to their neighbours
+        before the fit ([`spread_ties`][noisylabel.signals.spread_ties]), so that a classifier
+        with few distinct probabilities (k-NN) gets a usable mixture (`docs/method.md`,
+        "Classifiers with few distinct probabilities"). A continuous signal is unchanged.
     **mixture_kwargs
         Passed to [`BetaMixture`][noisylabel.mixture.BetaMixture] (``max_iter``, ``tol``, ...).
 
@@ -103,7 +117,7 @@ def clean_probability(
     """
     det = detect(labels, pred_probs, signal=signal, per_class=per_class, monotone=monotone,
                  min_class_samples=min_class_samples, mixture_kwargs=mixture_kwargs,
-                 pair_prior=pair_prior)
+                 pair_prior=pair_prior, spread_ties=spread_ties)
     _warn_unseparated(det, min_class_samples)
     return det.clean_probability
 
@@ -137,6 +151,7 @@ def find_noisy_labels(
     per_class: bool = False,
     min_class_samples: int = MIN_CLASS_SAMPLES,
     pair_prior: bool = True,
+    spread_ties: bool = True,
     **mixture_kwargs: Any,
 ) -> Any:
     """Flag labels that are probably wrong, as a mask or as indices ranked worst first.
@@ -147,14 +162,20 @@ def find_noisy_labels(
     - ``threshold="auto"`` (default): flag ``i`` when ``yhat_i != y_i`` and ``w_i < 0.5``; the
       mixture vetoes the samples it calls clean among those the model disagrees with. Where
       the mixture is not separated (w would be 1 for all), the veto is skipped: every
-      ``yhat_i != y_i`` is flagged.
+      ``yhat_i != y_i`` is flagged. Then, in a *pair row* (a given class whose errors, by the
+      [`confident_joint`][noisylabel.confident.confident_joint] ``C``, go to one class
+      for at least ``PAIR_ROW_SHARE`` and number at least ``PAIR_ROW_COVER`` of the class's
+      flags), the flags predicted as any other class ``b`` are cut to the ``round(C[a, b])``
+      of lowest w: under class-to-class noise those are mostly clean but hard samples.
     - ``threshold=t`` (a number): flag ``w_i < t``, whatever the model predicts.
 
     The auto rule was chosen on digits with four estimators and symmetric, pair and
     instance-dependent noise (`benchmarks/README.md`, "Noisy-label detection"): ``w < 0.5``
     alone flags 1.1-1.5 times too many labels at 20% noise (clean but hard samples), and
     flagging the ``round(sum(1 - w))`` lowest w, overall or per class, flags as many; the
-    model's disagreement removes most of those without losing recall.
+    model's disagreement removes most of those without losing recall. The pair-row cap was
+    added in 0.2 for class-to-class noise, and checked on a data set no rule was chosen on
+    (`benchmarks/README.md`, "Noisy-label detection").
 
     Parameters
     ----------
@@ -170,7 +191,7 @@ def find_noisy_labels(
         signal toward its noisy side, then by ``max_{k != y_i} p_ik`` descending
         ("clean_probability"), or by ``p_{i,y_i}`` ascending
         ("self_confidence", cleanlab's default order).
-    signal, per_class, min_class_samples, pair_prior, **mixture_kwargs
+    signal, per_class, min_class_samples, pair_prior, spread_ties, **mixture_kwargs
         As in [`clean_probability`][noisylabel.detect.clean_probability].
 
     Returns
@@ -201,7 +222,7 @@ def find_noisy_labels(
     pred_probs = check_pred_probs(pred_probs, labels)
     det = detect(labels, pred_probs, signal=signal, per_class=per_class,
                  min_class_samples=min_class_samples, mixture_kwargs=mixture_kwargs,
-                 validate=False, pair_prior=pair_prior)
+                 validate=False, pair_prior=pair_prior, spread_ties=spread_ties)
     _warn_unseparated(det, min_class_samples)
     flagged = flag_labels(det, labels, pred_probs, threshold)
     if return_indices_ranked_by is None:
@@ -244,9 +265,10 @@ def rank_noisy_labels(
 
 def _detect_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Split ``clean_probability``-style keyword arguments into ``detect``'s."""
-    named = ("signal", "per_class", "monotone", "min_class_samples", "pair_prior")
+    named = ("signal", "per_class", "monotone", "min_class_samples", "pair_prior", "spread_ties")
     out = {k: kwargs[k] for k in named if k in kwargs}
     out.setdefault("pair_prior", True)
+    out.setdefault("spread_ties", True)
     out["mixture_kwargs"] = {k: v for k, v in kwargs.items() if k not in named}
     return out
 
@@ -258,10 +280,9 @@ def _order(det: Detection, labels: Any, pred_probs: Any, ranked_by: str) -> np.n
     if ranked_by == "clean_probability":
         w, s = _numpy(det.clean_probability), _numpy(det.signal)
         toward_noisy = s if det.mixture.clean_side == "high" else -s
-        other = probs.copy()
-        other[np.arange(labels_np.size), labels_np] = -np.inf
+        runner_up = other_class_probs(labels_np, probs).max(axis=1)
         # ties of w (it saturates at 0) by the signal, ties of both by the best other class
-        return np.lexsort((-other.max(axis=1), toward_noisy, w))
+        return np.lexsort((-runner_up, toward_noisy, w))
     p_y = probs[np.arange(labels_np.size), labels_np]
     return np.argsort(p_y, kind="stable")
 
@@ -276,9 +297,28 @@ def flag_labels(det: Detection, labels: Any, pred_probs: Any, threshold: float |
     w = _numpy(det.clean_probability)
     if threshold != "auto":
         return w < float(threshold)
-    labels_np = _numpy(labels).astype(np.int64)
-    disagrees = _numpy(pred_probs).argmax(axis=1) != labels_np
-    return disagrees & ((w < 0.5) | ~_covered(det, labels_np))
+    labels_np, probs = _numpy(labels).astype(np.int64), _numpy(pred_probs)
+    flagged = (probs.argmax(axis=1) != labels_np) & ((w < 0.5) | ~_covered(det, labels_np))
+    return _cap_pair_rows(flagged, w, labels_np, probs)
+
+
+def _cap_pair_rows(flagged: np.ndarray, w: np.ndarray, labels: np.ndarray,
+                   probs: np.ndarray) -> np.ndarray:
+    """In each pair row ``a`` (see ``find_noisy_labels``) keep, for every predicted class ``b``
+    other than the row's main error class, at most ``round(C[a, b])`` flags, lowest w first."""
+    errors = confident_joint(labels, probs)
+    np.fill_diagonal(errors, 0.0)
+    predicted, out = probs.argmax(axis=1), flagged.copy()
+    for a, row in enumerate(errors):
+        main = row.argmax()
+        if row[main] < PAIR_ROW_SHARE * row.sum() or row.sum() < PAIR_ROW_COVER * flagged[
+                labels == a].sum():
+            continue
+        for b in np.flatnonzero(np.arange(row.size) != main):
+            cell = np.flatnonzero(flagged & (labels == a) & (predicted == b))
+            out[cell] = False
+            out[cell[np.argsort(w[cell], kind="stable")][: int(round(row[b]))]] = True
+    return out
 
 
 def check_threshold(threshold: Any) -> None:

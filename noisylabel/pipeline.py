@@ -21,7 +21,7 @@ import numpy as np
 from noisylabel._backend import is_tensor
 from noisylabel._validation import check_pred_probs
 from noisylabel.mixture import BetaMixture, MixtureNotSeparatedWarning
-from noisylabel.signals import Signal, get_signal
+from noisylabel.signals import Signal, get_signal, spread_ties
 
 __all__ = ["Detection", "detect"]
 
@@ -89,10 +89,13 @@ def detect(
     mixture_kwargs: dict[str, Any] | None = None,
     validate: bool = True,
     pair_prior: bool = False,
+    spread_ties: bool = False,
 ) -> Detection:
     """Signal, one global Beta mixture, optional per-class mixtures, clean probabilities.
 
-    ``s_i = signal(y_i, p_i)``; a two-component
+    ``s_i = signal(y_i, p_i)``; with ``spread_ties``, groups of equal ``s`` are spread over the
+    half-gaps to their neighbouring values ([`spread_ties`][noisylabel.signals.spread_ties]),
+    within a group toward the noisy side the larger ``max_{k != y_i} p_ik``; a two-component
     [`BetaMixture`][noisylabel.mixture.BetaMixture] is fitted to all ``s`` and
     ``w_i = p(clean | s_i)`` is its clean-component posterior. With ``pair_prior`` (and a
     separated global fit), the global mixing weight is replaced by a prior per pair
@@ -140,6 +143,12 @@ def detect(
         Use the per-(given label, runner-up class) prior above (default False here, today's
         [`NoiseModel`][noisylabel.noise_model.NoiseModel] behaviour; the user-facing functions
         default to True).
+    spread_ties : bool
+        Spread tied signal values before the fit (default False here, as ``pair_prior``; the
+        user-facing functions default to True): a classifier whose probabilities take few
+        values (k-NN) otherwise gives a signal of a few atoms, and the mixture puts its noisy
+        component on the one at 0 alone (`docs/method.md`, "Classifiers with few distinct
+        probabilities").
 
     Returns
     -------
@@ -150,6 +159,8 @@ def detect(
         pred_probs = check_pred_probs(pred_probs, labels)
     labels = _as_labels(labels, pred_probs)
     s = sig(labels, pred_probs, validate=False)
+    if spread_ties:
+        s = _spread(s, labels, pred_probs, sig.clean_side)
     kwargs = {**(mixture_kwargs or {}), "clean_side": sig.clean_side, "monotone": monotone}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MixtureNotSeparatedWarning)
@@ -163,17 +174,33 @@ def detect(
     return result
 
 
+def other_class_probs(labels: Any, pred_probs: Any) -> np.ndarray:
+    """``pred_probs`` as float64 numpy with each sample's given class set to ``-inf``: its
+    ``max`` / ``argmax`` over axis 1 is the runner-up ``max_{k != y_i} p_ik`` / its class."""
+    other = _to_numpy(pred_probs).astype(np.float64)  # a copy: astype copies by default
+    other[np.arange(other.shape[0]), _to_numpy(labels).astype(np.int64)] = -np.inf
+    return other
+
+
+def _spread(s: Any, labels: Any, pred_probs: Any, clean_side: str) -> Any:
+    """``s`` with its ties spread, the more probable another class the nearer the noisy side."""
+    runner_up = other_class_probs(labels, pred_probs).max(axis=1)
+    spread = spread_ties(_to_numpy(s), -runner_up if clean_side == "high" else runner_up)
+    if is_tensor(s):
+        import torch
+
+        return torch.as_tensor(spread, dtype=s.dtype, device=s.device)
+    return spread
+
+
 def _apply_pair_prior(result: Detection, labels: Any, pred_probs: Any,
                       strength: float = PAIR_PRIOR_STRENGTH, max_iter: int = 500) -> None:
     """Swap the global mixing weight for one per (given label, runner-up class); see ``detect``."""
     bmm = result.mixture
     lr = _to_numpy(bmm.log_likelihood_ratio(result.signal)).astype(np.float64)
-    probs = _to_numpy(pred_probs).astype(np.float64)
     y = _to_numpy(labels).astype(np.int64)
-    n, k = probs.shape
-    other = probs.copy()
-    other[np.arange(n), y] = -np.inf
-    group = y * k + other.argmax(axis=1)
+    k = pred_probs.shape[1]
+    group = y * k + other_class_probs(y, pred_probs).argmax(axis=1)
     sizes = np.bincount(group, minlength=k * k)
     pi = float(bmm.weights_[bmm.clean_component_])
     prior = np.full(k * k, pi)

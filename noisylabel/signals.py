@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from scipy.stats import rankdata
 
 from noisylabel._backend import is_tensor
-from noisylabel._validation import check_pred_probs
+from noisylabel._validation import check_pred_probs, check_unit_interval
 
 _TINY = 1e-12
 
@@ -244,6 +245,62 @@ def calibrated_cosine(labels: Any, pred_probs: Any, *, validate: bool = True) ->
     return cosine_similarity(labels, scaled / scaled.sum(1, keepdims=True)
                              if not is_tensor(scaled) else scaled / scaled.sum(1, keepdim=True),
                              validate=False)
+
+
+def spread_ties(values: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Spread each group of tied values evenly over the half-gaps to its neighbouring values.
+
+    A classifier whose probabilities take few values (k-NN: multiples of ``1/k``; a small
+    forest) gives a signal made of a few atoms, and a Beta mixture fitted to atoms puts one
+    component on the largest one (``p_{i,y_i} = 0``) and calls everything else clean. With the
+    distinct values ``v_1 < ... < v_G`` and ``h_g^- = (v_g - v_{g-1}) / 2``,
+    ``h_g^+ = (v_{g+1} - v_g) / 2`` (at either end the inner half-gap mirrored, clipped to
+    [0, 1]), the ``n_g`` members of group g, ranked ``r = 1 .. n_g`` by ``order`` ascending
+    (members with equal ``order`` share their mean rank), get
+    ``v_g - h_g^- + (h_g^- + h_g^+) (r - 1/2) / n_g``. A group that ``order`` cannot split
+    stays one atom, moved to the middle of its interval (a fully grown tree's one-hot
+    probabilities give two atoms, at 1/4 and 3/4); values that are not tied are returned
+    unchanged, so a continuous signal is left as it is; the order of the groups is kept.
+
+    Parameters
+    ----------
+    values : numpy.ndarray of shape (N,)
+        Signal values in [0, 1].
+    order : numpy.ndarray of shape (N,)
+        Tie-breaker: within a group, a lower ``order`` gets a lower value.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (N,)
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ, or a value is NaN or outside [0, 1] (its index named).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from noisylabel.signals import spread_ties
+    >>> spread_ties(np.array([0.0, 0.0, 0.5, 1.0]), np.array([2.0, 1.0, 0.0, 0.0]))
+    array([0.1875, 0.0625, 0.5   , 1.    ])
+    """
+    values, order = check_unit_interval(values, "values"), np.asarray(order)
+    if order.shape != values.shape:
+        raise ValueError(f"spread_ties: order must have the shape of values {values.shape}, "
+                         f"got {order.shape}")
+    distinct, group, counts = np.unique(values, return_inverse=True, return_counts=True)
+    out = values.copy()
+    if counts.max(initial=1) == 1 or distinct.size == 1:
+        return out
+    mid = (distinct[:-1] + distinct[1:]) / 2
+    lo = np.r_[max(0.0, 2 * distinct[0] - mid[0]), mid]
+    hi = np.r_[mid, min(1.0, 2 * distinct[-1] - mid[-1])]
+    for g in np.flatnonzero(counts > 1):
+        members = np.flatnonzero(group == g)
+        rank = rankdata(order[members])  # 1 .. n, ties averaged
+        out[members] = lo[g] + (hi[g] - lo[g]) * (rank - 0.5) / members.size
+    return out
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,10 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
         Let the prior that a label is right depend on the pair (given label, runner-up class),
         so that class-to-class confusions are found (see
         [`detect`][noisylabel.pipeline.detect]); False: one global prior, as before.
+    spread_ties : bool, default=True
+        Spread tied signal values before the mixture is fitted, for estimators whose
+        probabilities take few values (k-NN; see
+        [`spread_ties`][noisylabel.signals.spread_ties]); False: fit the raw signal.
     mixture_params : dict, default=None
         Extra keyword arguments for [`BetaMixture`][noisylabel.mixture.BetaMixture] (for example
         ``{"monotone": False}`` or ``{"max_iter": 200}``).
@@ -173,6 +177,7 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
         weighting: str = "auto",
         per_class: bool = False,
         pair_prior: bool = True,
+        spread_ties: bool = True,
         mixture_params: dict[str, Any] | None = None,
         n_jobs: int | None = None,
         random_state: Any = None,
@@ -184,6 +189,7 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
         self.weighting = weighting
         self.per_class = per_class
         self.pair_prior = pair_prior
+        self.spread_ties = spread_ties
         self.mixture_params = mixture_params
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -363,7 +369,8 @@ class BMMWeightedClassifier(ClassifierMixin, BaseEstimator):
             monotone = params.pop("monotone", True)
             det = detect(y_enc[judged], pred_probs[judged], signal=self.signal,
                          per_class=self.per_class, monotone=monotone, mixture_kwargs=params,
-                         validate=False, pair_prior=self.pair_prior)
+                         validate=False, pair_prior=self.pair_prior,
+                         spread_ties=self.spread_ties)
             if not det.separated:
                 warnings.warn(
                     "the Beta mixture is not separated: every cross-validated sample gets clean "

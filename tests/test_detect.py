@@ -219,3 +219,61 @@ def test_pair_prior_is_none_when_off_or_unseparated_and_follows_tensors():
     order = rank_noisy_labels(labels, p)
     np.testing.assert_array_equal(order, rank_noisy_labels(labels, p, pair_prior=True))
     assert not np.array_equal(order, rank_noisy_labels(labels, p, pair_prior=False))
+
+
+def vote_problem(n=3000, k=5, rate=0.25, votes=5, confusion=0.2, seed=0):
+    """k-NN-like probabilities: each sample's are the shares of ``votes`` given labels of random
+    samples of its true class (of a random class with probability ``confusion``), so they take
+    only the values ``0, 1/votes, ..., 1``; ``c -> c+1`` noise on 25% of the labels."""
+    rng = np.random.default_rng(seed)
+    true = rng.integers(0, k, n)
+    flip = rng.random(n) < rate
+    labels = np.where(flip, (true + 1) % k, true)
+    source = np.where(rng.random((n, votes)) < confusion, rng.integers(0, k, (n, votes)),
+                      true[:, None])
+    members = [np.flatnonzero(true == c) for c in range(k)]
+    picked = np.array([[labels[rng.choice(members[c])] for c in row] for row in source])
+    p = np.stack([(picked == c).mean(axis=1) for c in range(k)], axis=1)
+    return labels, p, flip
+
+
+def _f1(flagged, flip):
+    return 2 * (flagged & flip).sum() / (flagged.sum() + flip.sum())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_spread_ties_finds_the_flips_among_few_valued_probabilities(seed):
+    from noisylabel.pipeline import detect
+
+    labels, p, flip = vote_problem(seed=seed)
+    assert np.unique(p).size == 6
+    raw = find_noisy_labels(labels, p, spread_ties=False)
+    spread = find_noisy_labels(labels, p)  # spread_ties=True is the default
+    # on the raw atoms the noisy component sits on p_{i,y_i} = 0 alone: most flips are missed
+    assert raw.sum() < 0.5 * flip.sum()
+    assert _f1(spread, flip) > 0.8 and _f1(spread, flip) > _f1(raw, flip) + 0.3
+    # the pipeline's own default (NoiseModel's path) leaves the signal as it is
+    np.testing.assert_array_equal(detect(labels, p).signal, cosine_similarity(labels, p))
+
+
+def test_spread_ties_changes_nothing_on_continuous_probabilities():
+    labels, p, _ = noisy_problem()
+    np.testing.assert_array_equal(clean_probability(labels, p),
+                                  clean_probability(labels, p, spread_ties=False))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_auto_caps_the_flags_of_pair_rows_by_the_confident_joint(seed):
+    labels, p, flip = pair_problem(seed=seed)
+    uncapped = (p.argmax(axis=1) != labels) & (clean_probability(labels, p) < 0.5)
+    capped = find_noisy_labels(labels, p)
+    assert not (capped & ~uncapped).any()  # the cap only removes flags
+    assert (capped & ~flip).sum() < (uncapped & ~flip).sum()  # hard clean samples spared
+    assert (capped & flip).sum() >= (uncapped & flip).sum() - 3
+    assert _f1(capped, flip) > _f1(uncapped, flip)
+
+
+def test_auto_cap_leaves_symmetric_noise_alone():
+    labels, p, _ = noisy_problem()
+    uncapped = (p.argmax(axis=1) != labels) & (clean_probability(labels, p) < 0.5)
+    np.testing.assert_array_equal(find_noisy_labels(labels, p), uncapped)

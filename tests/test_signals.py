@@ -16,6 +16,7 @@ from noisylabel.signals import (
     cosine_similarity,
     get_signal,
     normalized_loss,
+    spread_ties,
 )
 
 
@@ -148,3 +149,41 @@ def test_calibration_keeps_an_unsure_class(seed):
     assert (cal[unsure & ~flip] >= 0.5).mean() > 0.9
     assert (cal[flip] < 0.5).mean() > 0.95
     assert (cal[~unsure & ~flip] >= 0.5).mean() > 0.95
+
+
+def test_spread_ties_leaves_distinct_values_alone():
+    values = np.random.default_rng(0).random(200)
+    np.testing.assert_array_equal(spread_ties(values, np.zeros(200)), values)
+
+
+def test_spread_ties_fills_the_half_gaps_in_order_and_keeps_the_groups_apart():
+    rng = np.random.default_rng(1)
+    atoms = np.array([0.0, 0.2, 0.4, 1.0])
+    values = atoms[rng.integers(0, 4, 400)]
+    order = rng.random(400)
+    out = spread_ties(values, order)
+    edges = [0.0, 0.1, 0.3, 0.7, 1.0]  # half-gaps; the ends mirror the inner one, clipped
+    for g, atom in enumerate(atoms):
+        members = values == atom
+        assert edges[g] <= out[members].min() and out[members].max() <= edges[g + 1]
+        # within a group, a lower order gives a lower value
+        ranked = out[members][np.argsort(order[members])]
+        assert np.all(np.diff(ranked) > 0)
+        assert np.isclose(out[members].mean(), (edges[g] + edges[g + 1]) / 2)
+
+
+def test_spread_ties_keeps_a_group_it_cannot_split_as_one_atom():
+    # a fully grown tree's one-hot probabilities: every tie-breaker equal within a group
+    out = spread_ties(np.array([0.0, 0.0, 1.0, 1.0, 1.0]), np.zeros(5))
+    np.testing.assert_allclose(out, [0.25, 0.25, 0.75, 0.75, 0.75])
+
+
+@pytest.mark.parametrize(("values", "order", "match"), [
+    ([0.1, 0.2], [0.0], r"order must have the shape of values \(2,\), got \(1,\)"),
+    ([[0.1, 0.2]], [[0.0, 1.0]], r"values must be 1-d \(N,\), got shape \(1, 2\)"),
+    ([0.1, float("nan"), 0.3], [0.0, 0.0, 0.0], r"values\[1\] = nan is not finite"),
+    ([0.1, 1.5], [0.0, 0.0], r"values\[1\] = 1.5 is outside \[0, 1\]"),
+])
+def test_spread_ties_names_bad_input(values, order, match):
+    with pytest.raises(ValueError, match=match):
+        spread_ties(np.array(values), np.array(order))

@@ -363,3 +363,15 @@ def test_pair_prior_is_a_parameter_and_off_gives_the_global_prior() -> None:
                                clean_probability(noisy, off.pred_probs_, pair_prior=False))
     np.testing.assert_allclose(on.clean_probability_, clean_probability(noisy, on.pred_probs_))
     assert not np.allclose(on.clean_probability_, off.clean_probability_)
+
+
+def test_spread_ties_is_a_parameter_passed_to_the_detection() -> None:
+    X_tr, noisy, *_ = noisy_problem(6)
+    assert BMMWeightedClassifier().get_params()["spread_ties"] is True
+    knn = KNeighborsClassifier(n_neighbors=5)
+    off = BMMWeightedClassifier(knn, cv=3, spread_ties=False, random_state=0).fit(X_tr, noisy)
+    on = BMMWeightedClassifier(knn, cv=3, random_state=0).fit(X_tr, noisy)
+    np.testing.assert_allclose(off.clean_probability_,
+                               clean_probability(noisy, off.pred_probs_, spread_ties=False))
+    np.testing.assert_allclose(on.clean_probability_, clean_probability(noisy, on.pred_probs_))
+    assert not np.allclose(on.clean_probability_, off.clean_probability_)
