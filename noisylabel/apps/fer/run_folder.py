@@ -201,12 +201,25 @@ def _atomic_write(path: Path, write: Callable[[Any], Any], mode: str) -> None:
         with os.fdopen(fd, mode, **kwargs) as fh:
             write(fh)
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise write_error(path, exc) from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        cause = _os_error_in(exc)
+        if cause is None:
+            raise
+        raise write_error(path, cause) from exc
+
+
+def _os_error_in(exc: BaseException) -> OSError | None:
+    """The first OSError in ``exc``'s chain (itself, its cause, its context), if any: torch.save
+    on a full disk raises its zip writer's RuntimeError while handling the ``ENOSPC``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -229,8 +242,9 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """torch.save to a temp file in the same folder, then os.replace: never a torn checkpoint.
 
     As [`atomic_write_text`][noisylabel.apps.fer.run_folder.atomic_write_text]: the umask's
-    mode, and an OSError naming ``path`` and the cause when the write fails (torch.save is given
-    a file object, so a full disk surfaces as ``ENOSPC``, not as torch's RuntimeError).
+    mode, and an OSError naming ``path`` and the cause when the write fails (on a full disk
+    torch.save raises a RuntimeError of its zip writer while handling the ``ENOSPC``; the
+    ``ENOSPC`` is what is reported).
 
     Parameters
     ----------
