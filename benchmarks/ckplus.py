@@ -354,16 +354,23 @@ def _select(rows: list[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:
                                    for k, v in match.items())]
 
 
+MIN_NOISE_COST = 0.01
+"""Below this noise cost (ceiling - baseline, 1 point: 2-3 test images) no share is shown."""
+
+
 def recovered(rows: list[dict[str, Any]], name: str, noise: float, **where: Any) -> str:
     """Share of the noise cost recovered, ``(name - baseline) / (ceiling - baseline)`` on the
-    last-5 means over seeds; the ceiling is ``baseline`` on clean labels."""
+    last-5 means over seeds; the ceiling is ``baseline`` on clean labels. Where the cost is
+    under ``MIN_NOISE_COST`` the ratio means nothing: the cost is shown instead."""
     def mean(n: str, rate: float) -> float | None:
         sel = _select(rows, name=n, noise=rate, **where)
         return float(np.mean([r["last5_mean"] for r in sel])) if sel else None
 
     base, ceiling, got = mean("baseline", noise), mean("baseline", 0.0), mean(name, noise)
-    if None in (base, ceiling, got) or noise == 0 or ceiling - base <= 0:
+    if None in (base, ceiling, got) or noise == 0:
         return "-"
+    if ceiling - base < MIN_NOISE_COST:
+        return f"- (cost {100 * (ceiling - base):.1f})"
     return f"{100 * (got - base) / (ceiling - base):+.0f}%"
 
 
@@ -384,7 +391,8 @@ def tables(rows: list[dict[str, Any]], profile_name: str, profile: dict[str, Any
            "mean ± std over seeds: final epoch / mean of the last 5 / best epoch (optimistic: "
            "chosen on the evaluated split). AUC, w and F1: the last epoch's w against the "
            "flipped labels (F1 of w < 0.5). Recovered: share of the noise cost won back, "
-           "(variant - baseline) / (clean ceiling - baseline), last-5 means; by seed: the "
+           "(variant - baseline) / (clean ceiling - baseline), last-5 means (under a cost of "
+           "1 point the cost is shown instead); by seed: the "
            "variant's last-5 minus baseline's on the same seed (points).\n"]
     groups = sorted({(r["protocol"], r["start"], r["epochs"]) for r in rows})
     for protocol, start, epochs in groups:

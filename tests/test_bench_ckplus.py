@@ -61,6 +61,10 @@ def test_recovered_is_the_share_of_the_noise_cost(bench):
     assert bench.recovered(rows, "full", 0.3) == "+57%"
     assert bench.recovered(rows, "full", 0.0) == "-"  # no cost at 0%
     assert bench.recovered(rows[1:], "full", 0.3) == "-"  # no ceiling measured
+    # a cost under a point (here 0.5) gives no share, only the cost
+    small = [_row("baseline", 0.0, 0, 0.92), _row("baseline", 0.2, 0, 0.915),
+             _row("full", 0.2, 0, 0.905)]
+    assert bench.recovered(small, "full", 0.2) == "- (cost 0.5)"
 
 
 def test_per_seed_gain_pairs_seeds(bench):
