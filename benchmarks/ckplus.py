@@ -165,6 +165,11 @@ PAPER_ROUTE: dict[str, Any] = {"variant": "full", "signal": "cosine", "class_tar
 """The paper's w and q (cosine signal, mined D, the auxiliary branch's batch prediction as p);
 the ablation changes one piece of it at a time."""
 
+CALIB_SOFT: dict[str, Any] = {**PAPER_ROUTE, "signal": "calibrated", "class_targets": "onehot",
+                              "q_from": "soft"}
+"""The defaults since 0.2, spelled out so that their rows keep their meaning: the calibrated
+signal, the given label's one-hot as the class target, the un-rounded prediction in q."""
+
 VARIANTS: dict[str, dict[str, Any]] = {  # benchmark name -> TrainConfig overrides
     "baseline": {"variant": "baseline"},
     "aea": {"variant": "aea"},
@@ -187,13 +192,14 @@ VARIANTS: dict[str, dict[str, Any]] = {  # benchmark name -> TrainConfig overrid
     # both changes, with the one-hot pseudo-label in q
     "full-calib-pseudo": {**PAPER_ROUTE, "signal": "calibrated", "class_targets": "onehot",
                           "q_from": "pseudo"},
-    # the defaults since 0.2, spelled out so the row keeps its meaning: the un-rounded
-    # prediction in q (the same where the auxiliary branch is sure, a hedge where it is not)
-    "full-calib-soft": {**PAPER_ROUTE, "signal": "calibrated", "class_targets": "onehot",
-                        "q_from": "soft"},
+    "full-calib-soft": CALIB_SOFT,
+    # where the defaults stand: one piece of them changed
+    "full-oracle-soft": CALIB_SOFT,  # w = 1 on the truly clean labels, 0 on the flipped
+    "full-mined-soft": {**CALIB_SOFT, "class_targets": "mined"},  # the miner's D in q again
+    "full-batchanchor-soft": {**CALIB_SOFT, "anchor_inference": "batch"},  # AEA at inference
     "clean-only": {"variant": "baseline"},  # baseline on the unflipped labels only
 }
-ORACLES = ("full-oracle", "full-oracle-pseudo", "clean-only")
+ORACLES = ("full-oracle", "full-oracle-pseudo", "full-oracle-soft", "clean-only")
 
 PROFILES: dict[str, dict[str, Any]] = {
     "cpu": {"image_size": 48, "epochs": 30, "batch_size": 32, "pretrain_epochs": 4},

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+import pytest
+
 BENCHMARK = "ckplus"  # the `bench` fixture (conftest.py) imports benchmarks/ckplus.py
 
 
@@ -30,6 +32,18 @@ def test_paper_route_differs_from_the_defaults_in_the_three_options(bench, tmp_p
     full = _fields(bench._config(_job("full"), str(tmp_path / "a"), "data"))
     paper = _fields(bench._config(_job("full-paper-route"), str(tmp_path / "a"), "data"))
     assert {k for k in full if full[k] != paper[k]} == {"signal", "class_targets", "q_from"}
+
+
+@pytest.mark.parametrize("name,changed", [
+    ("full-oracle-soft", set()),  # the same options: only w is replaced
+    ("full-mined-soft", {"class_targets"}),
+    ("full-batchanchor-soft", {"anchor_inference"}),
+])
+def test_ablations_of_the_defaults_change_one_option(bench, tmp_path, name, changed):
+    full = _fields(bench._config(_job("full"), str(tmp_path / "a"), "data"))
+    other = _fields(bench._config(_job(name), str(tmp_path / "a"), "data"))
+    assert {k for k in full if full[k] != other[k]} == changed
+    assert (name in bench.ORACLES) == ("oracle" in name)
 
 
 def test_make_jobs_skips_oracles_without_noise_and_filters_by_key(bench, tmp_path):
