@@ -6,11 +6,15 @@ noise model's near-perfect detection is worth downstream. Contempt (54 images) i
 has no such class, leaving 6. Every image of a subject is on one side of every split (the three
 frames of a sequence are near-copies; a random split would leak test copies into training).
 
-Two protocols on the training subjects of ``--split`` (``ckplus48_split.csv``: path, label,
-subject, split, sha256):
+Protocols (``--protocols``) on the subjects of ``--split`` (``ckplus48_split.csv``: path,
+label, subject, split, sha256):
 
 - ``valid``: a seeded fifth of the 80 training subjects is held out; every choice of a default
   is made on this protocol (the test subjects are never looked at for a choice);
+- ``fold1`` .. ``fold4``: the other four fifths of the same seeded order held out in turn, so
+  that with ``valid`` (fold 0) every training image is evaluated once (``cv`` names all five):
+  5-fold cross-validation over the training subjects, whose pooled accuracy (each fold
+  weighted by its images) is a tighter check than one fifth, still without the test subjects;
 - ``test``: all 80 training subjects against the 26 test subjects: the figures we report.
 
 Start (``--starts``): ``faces``, a ResNet18 pretrained once by this script on FER2013's own
@@ -58,6 +62,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 SPLIT_SEED = 20251  # which training subjects are the validation fifth
+FOLDS = 5  # valid is fold 0 of the seeded order; fold1 .. fold4 hold out the other fifths
+CV_PROTOCOLS = ("valid",) + tuple(f"fold{k}" for k in range(1, FOLDS))
 CLASSES = ("anger", "disgust", "fear", "happy", "sadness", "surprise")  # contempt left out
 FER2013_FOLDERS = {"FER2013Train": "train", "FER2013Test": "test"}
 
@@ -107,21 +113,32 @@ def _write_rafdb_view(view: Path, source: Path, parts: dict[str, list[dict[str, 
     (view / LABEL_FILE).write_text("".join(lines))
 
 
+def subject_folds(subjects: list[str], folds: int = FOLDS,
+                  seed: int = SPLIT_SEED) -> list[set[str]]:
+    """The subjects in a seeded order, cut into ``folds`` parts of ``len // folds`` (the last
+    takes the rest); part 0 is the ``valid`` protocol's held-out fifth."""
+    unique = sorted(set(subjects))
+    order = np.asarray(unique)[np.random.default_rng(seed).permutation(len(unique))]
+    size = len(unique) // folds
+    return [set(order[k * size:(k + 1) * size if k < folds - 1 else None])
+            for k in range(folds)]
+
+
 def make_views(ckplus: Path, split_file: Path, work: Path) -> dict[str, str]:
-    """The two protocols as RAF-DB-layout views under ``work``: ``test`` (training subjects /
-    test subjects) and ``valid`` (four fifths of the training subjects / the other fifth,
-    seeded)."""
+    """The protocols as RAF-DB-layout views under ``work``: ``test`` (training subjects / test
+    subjects), ``valid`` and ``fold1`` .. ``fold4`` (the training subjects but one fold / that
+    fold)."""
     rows = read_split(split_file)
     train = [r for r in rows if r["split"] == "train"]
-    subjects = sorted({r["subject"] for r in train})
-    rng = np.random.default_rng(SPLIT_SEED)
-    held = set(np.asarray(subjects)[rng.permutation(len(subjects))[:len(subjects) // 5]])
-    views = {"test": work / "view-test", "valid": work / "view-valid"}
+    views = {"test": work / "view-test"}
     _write_rafdb_view(views["test"], ckplus, {
         "train": train, "test": [r for r in rows if r["split"] == "test"]})
-    _write_rafdb_view(views["valid"], ckplus, {
-        "train": [r for r in train if r["subject"] not in held],
-        "test": [r for r in train if r["subject"] in held]})
+    for protocol, held in zip(CV_PROTOCOLS, subject_folds([r["subject"] for r in train]),
+                              strict=True):
+        views[protocol] = work / f"view-{protocol}"
+        _write_rafdb_view(views[protocol], ckplus, {
+            "train": [r for r in train if r["subject"] not in held],
+            "test": [r for r in train if r["subject"] in held]})
     return {k: str(v) for k, v in views.items()}
 
 
@@ -289,6 +306,14 @@ def _detection(out: Path, flipped: np.ndarray) -> dict[str, Any]:
             "det_recall": rec, "det_f1": 2 * prec * rec / max(prec + rec, 1e-12)}
 
 
+def _test_size(view: str) -> int:
+    """Number of test images in a RAF-DB-layout view (weights a fold in the pooled accuracy)."""
+    from noisylabel.apps.fer.layouts import LABEL_FILE
+
+    return sum(line.startswith("test_") for line in (Path(view) / LABEL_FILE).read_text()
+               .splitlines())
+
+
 TRACE_KEYS = ("test_acc", "aux_test_acc", "noise_auc", "w_mean_clean", "w_mean_noisy",
               "miner_accepted")
 
@@ -312,7 +337,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     result = train(cfg)
     hist = result["history"]
     row = {k: job[k] for k in ("protocol", "start", "epochs", "noise", "name", "seed")}
-    row.update({"key": job_key(job), "final": result["final"],
+    row.update({"key": job_key(job), "n_test": _test_size(job["data"]),
+                "final": result["final"],
                 "last5_mean": result["last5_mean"], "best": result["best"],
                 "wall_s": time.perf_counter() - t0,
                 "trace": {k: [r.get(k) for r in hist] for k in TRACE_KEYS if k in hist[-1]}})
@@ -404,8 +430,9 @@ def tables(rows: list[dict[str, Any]], profile_name: str, profile: dict[str, Any
     for protocol, start, epochs in groups:
         where = {"protocol": protocol, "start": start, "epochs": epochs}
         sel_g = _select(rows, **where)
-        split = "26 test subjects" if protocol == "test" else "validation fifth of the " \
-            "training subjects"
+        split = {"test": "26 test subjects", "valid": "validation fifth of the training "
+                 "subjects"}.get(protocol, f"training subjects, {protocol} of the "
+                                 "cross-validation")
         out += [f"\n#### {split}, start: {start}, {epochs} epochs\n",
                 "| noise | variant | n | final | last-5 | best (optimistic) | AUC of w | "
                 "w clean / flipped | F1 of w < 0.5 | aux branch (last) | recovered | "
@@ -429,7 +456,47 @@ def tables(rows: list[dict[str, Any]], profile_name: str, profile: dict[str, Any
                     f"{mean_std([r.get('aux_test_acc') for r in sel])} | "
                     f"{recovered(sel_g, name, noise) if name != 'baseline' else '-'} | "
                     f"{per_seed_gain(sel_g, name, noise)} |")
-    return "\n".join(out) + "\n" + trace_table(rows)
+    return "\n".join(out) + "\n" + cv_table(rows) + trace_table(rows)
+
+
+def pooled_cv(rows: list[dict[str, Any]], **where: Any) -> dict[int, float]:
+    """Seed -> last-5 accuracy pooled over the five cross-validation folds,
+    ``sum_k n_k acc_k / sum_k n_k`` (``n_k`` test images of fold k), for the seeds with a row
+    in every fold."""
+    by_seed: dict[int, dict[str, dict[str, Any]]] = {}
+    for r in _select(rows, **where):
+        if r["protocol"] in CV_PROTOCOLS and "n_test" in r:
+            by_seed.setdefault(r["seed"], {})[r["protocol"]] = r
+    return {seed: sum(r["n_test"] * r["last5_mean"] for r in folds.values())
+            / sum(r["n_test"] for r in folds.values())
+            for seed, folds in sorted(by_seed.items()) if len(folds) == len(CV_PROTOCOLS)}
+
+
+def cv_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: the pooled cross-validation accuracy per (start, epochs, noise, variant), and
+    its difference to ``baseline`` seed by seed with the mean and its standard error."""
+    groups = sorted({(r["start"], r["epochs"], r["noise"], r["name"]) for r in rows
+                     if r["protocol"] in CV_PROTOCOLS and "n_test" in r})
+    out = []
+    for start, epochs, noise, name in groups:
+        got = pooled_cv(rows, start=start, epochs=epochs, noise=noise, name=name)
+        if not got:
+            continue
+        base = pooled_cv(rows, start=start, epochs=epochs, noise=noise, name="baseline")
+        diff = [100 * (v - base[seed]) for seed, v in got.items() if seed in base]
+        gain = "-" if name == "baseline" or not diff else (
+            f"{np.mean(diff):+.1f}" + (f" ({np.std(diff, ddof=1) / np.sqrt(len(diff)):.1f})"
+                                       if len(diff) > 1 else "")
+            + ": " + " / ".join(f"{d:+.1f}" for d in diff))
+        out.append(f"| {start} | {epochs} | {100 * noise:.0f}% | {name} | {len(got)} | "
+                   f"{mean_std(list(got.values()))} | {gain} |")
+    if not out:
+        return ""
+    return ("\n#### 5-fold cross-validation over the 80 training subjects (every training image "
+            "evaluated once)\n\nLast-5 accuracy pooled over the folds (each weighted by its test "
+            "images), mean ± std over seeds; minus `baseline`: mean (its standard error): by "
+            "seed.\n\n| start | epochs | noise | variant | seeds | pooled last-5 | minus "
+            "baseline |\n" + "|---" * 7 + "|\n" + "\n".join(out) + "\n")
 
 
 TRACE_EPOCHS = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 25, 30, 50, 75)
@@ -492,6 +559,12 @@ def fake_ckplus(work: Path, seed: int = 0) -> tuple[Path, Path, Path, Path]:
     return root, split, ferplus, labels
 
 
+def expand_protocols(protocols: list[str]) -> list[str]:
+    """``cv`` replaced by the five cross-validation protocols; each protocol once, in order."""
+    return list(dict.fromkeys(q for protocol in protocols for q in (
+        CV_PROTOCOLS if protocol == "cv" else (protocol,))))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -506,7 +579,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=HERE / "_work" / "ckplus")
     p.add_argument("--jobs", type=int, default=2, help="parallel runs (default 2)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
-    p.add_argument("--protocols", nargs="+", choices=("valid", "test"), default=["test"])
+    p.add_argument("--protocols", nargs="+", choices=("test", "cv", *CV_PROTOCOLS),
+                   default=["test"], help="cv: valid and fold1 .. fold4 (default: test)")
     p.add_argument("--starts", nargs="+", choices=("faces", "scratch"), default=["faces"])
     p.add_argument("--noises", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3, 0.4])
     p.add_argument("--names", nargs="+", choices=sorted(VARIANTS),
@@ -515,7 +589,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, help="epochs (default: the profile's)")
     p.add_argument("--only", nargs="+", help="run only jobs whose key contains one of these")
     p.add_argument("--table-only", action="store_true", help="tabulate runs.jsonl, run nothing")
+    p.add_argument("--table", default="ckplus_cpu", help="name of the results file "
+                   "(benchmarks/results/NAME.md; default ckplus_cpu)")
     args = p.parse_args(argv)
+    args.protocols = expand_protocols(args.protocols)
     name = "quick" if args.quick else "cpu"
     profile = PROFILES[name]
     work = args.work / name
@@ -562,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     dest = work if args.quick else HERE / "results"
     dest.mkdir(exist_ok=True)
     text = tables(done, name, profile)
-    (dest / f"ckplus_{name}.md").write_text(text)
+    (dest / (f"ckplus_{name}.md" if args.quick else f"{args.table}.md")).write_text(text)
     print(text)
     return 1 if failed else 0
 

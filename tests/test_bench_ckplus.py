@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+import numpy as np
 import pytest
 
 BENCHMARK = "ckplus"  # the `bench` fixture (conftest.py) imports benchmarks/ckplus.py
@@ -87,3 +88,35 @@ def test_per_seed_gain_pairs_seeds(bench):
             _row("full", 0.3, 2, 0.99)]  # seed 2 has no baseline: left out
     assert bench.per_seed_gain(rows, "full", 0.3) == "+5.0 / -1.0"
     assert bench.per_seed_gain(rows, "baseline", 0.3) == "-"
+
+
+def test_subject_folds_partition_the_subjects_with_valid_as_fold_zero(bench):
+    subjects = [f"S{i:03d}" for i in range(83)] * 3  # one entry per image: repeats
+    folds = bench.subject_folds(subjects)
+    assert len(folds) == bench.FOLDS
+    assert set().union(*folds) == set(subjects)
+    assert sum(len(f) for f in folds) == 83  # disjoint
+    assert [len(f) for f in folds] == [16, 16, 16, 16, 19]  # the last takes the rest
+    # fold 0 is the validation fifth the valid protocol has always held out
+    order = sorted(set(subjects))
+    perm = np.random.default_rng(bench.SPLIT_SEED).permutation(len(order))
+    assert folds[0] == {order[i] for i in perm[:83 // 5]}
+
+
+def test_pooled_cv_weights_folds_by_their_images_and_needs_every_fold(bench):
+    def row(protocol: str, n: int, acc: float, seed: int = 0, name: str = "full") -> dict:
+        return {**_row(name, 0.2, seed, acc), "protocol": protocol, "n_test": n}
+
+    rows = [row(p, n, acc) for p, n, acc in zip(
+        bench.CV_PROTOCOLS, (100, 100, 100, 100, 200), (0.9, 0.9, 0.9, 0.9, 0.6), strict=True)]
+    rows += [row(p, 100, 0.8, name="baseline") for p in bench.CV_PROTOCOLS]
+    rows += [row(p, 100, 0.5, seed=1) for p in bench.CV_PROTOCOLS[:4]]  # fold4 missing
+    got = bench.pooled_cv(rows, name="full", noise=0.2)
+    assert got == {0: pytest.approx((4 * 90 + 2 * 60) / 600)}  # 0.8, not the plain mean 0.84
+    assert "| faces | 30 | 20% | full | 1 | 80.0 | +0.0: +0.0 |" in bench.cv_table(rows)
+
+
+def test_cv_expands_to_the_five_training_subject_protocols_once(bench):
+    assert bench.expand_protocols(["cv", "test", "valid"]) == [
+        "valid", "fold1", "fold2", "fold3", "fold4", "test"]
+    assert bench.expand_protocols(["test"]) == ["test"]
