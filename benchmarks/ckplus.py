@@ -214,6 +214,7 @@ VARIANTS: dict[str, dict[str, Any]] = {  # benchmark name -> TrainConfig overrid
     "full-oracle-soft": CALIB_SOFT,  # w = 1 on the truly clean labels, 0 on the flipped
     "full-mined-soft": {**CALIB_SOFT, "class_targets": "mined"},  # the miner's D in q again
     "full-batchanchor-soft": {**CALIB_SOFT, "anchor_inference": "batch"},  # AEA at inference
+    "full-wce-soft": {**CALIB_SOFT, "target_loss": "wce"},  # the target drops flagged labels
     "clean-only": {"variant": "baseline"},  # baseline on the unflipped labels only
 }
 ORACLES = ("full-oracle", "full-oracle-pseudo", "full-oracle-soft", "clean-only")

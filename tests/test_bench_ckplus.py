@@ -39,6 +39,7 @@ def test_paper_route_differs_from_the_defaults_in_the_three_options(bench, tmp_p
     ("full-oracle-soft", set()),  # the same options: only w is replaced
     ("full-mined-soft", {"class_targets"}),
     ("full-batchanchor-soft", {"anchor_inference"}),
+    ("full-wce-soft", {"target_loss"}),
 ])
 def test_ablations_of_the_defaults_change_one_option(bench, tmp_path, name, changed):
     full = _fields(bench._config(_job("full"), str(tmp_path / "a"), "data"))
