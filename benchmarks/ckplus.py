@@ -39,6 +39,10 @@ CPU profile (what benchmarks/README.md reports)::
     python benchmarks/ckplus.py --ckplus DATA/CK+48 --split DATA/ckplus48_split.csv \
         --ferplus DATA/ferplus --fer2013-labels DATA/fer2013_original_labels.csv
 
+5-fold cross-validation over the training subjects (for choices, beside ``valid``)::
+
+    python benchmarks/ckplus.py ... --protocols cv --noises 0.1 0.2 --names baseline full
+
 Well-formedness check without data (CI; tiny fake faces)::
 
     python benchmarks/ckplus.py --quick --work /tmp/ckplus
