@@ -63,7 +63,7 @@ from noisylabel import (
     rank_noisy_labels,
     symmetric_noise,
 )
-from noisylabel.detect import flag_labels
+from noisylabel.detect import _vetoed_disagreement, flag_labels
 from noisylabel.pipeline import detect
 from noisylabel.signals import bounded_loss, cosine_similarity
 
@@ -216,9 +216,8 @@ def rule_rows(labels, pred_probs, truth) -> dict[str, tuple[float, float]]:
     disagrees = pred_probs.argmax(axis=1) != labels
     dets = {spread: detect(labels, pred_probs, pair_prior=True, spread_ties=spread)
             for spread in (False, True)}  # True: what find_noisy_labels fits
-    # disagreement vetoed by w >= 0.5 (skipped where the mixture is not separated), no cap
-    veto = {spread: disagrees & ((d.clean_probability < 0.5) | (not d.separated))
-            for spread, d in dets.items()}
+    # the auto rule without its pair-row cap: disagreement vetoed by w >= 0.5
+    veto = {spread: _vetoed_disagreement(d, labels, pred_probs) for spread, d in dets.items()}
     w = dets[True].clean_probability
     order = rank_noisy_labels(labels, pred_probs)
     rules = {

@@ -298,8 +298,14 @@ def flag_labels(det: Detection, labels: Any, pred_probs: Any, threshold: float |
     if threshold != "auto":
         return w < float(threshold)
     labels_np, probs = _numpy(labels).astype(np.int64), _numpy(pred_probs)
-    flagged = (probs.argmax(axis=1) != labels_np) & ((w < 0.5) | ~_covered(det, labels_np))
-    return _cap_pair_rows(flagged, w, labels_np, probs)
+    return _cap_pair_rows(_vetoed_disagreement(det, labels_np, probs), w, labels_np, probs)
+
+
+def _vetoed_disagreement(det: Detection, labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """The auto rule before the pair-row cap: ``argmax p_i != y_i`` and ``w_i < 0.5``, the
+    veto skipped for samples whose w comes from no separated mixture."""
+    w = _numpy(det.clean_probability)
+    return (probs.argmax(axis=1) != labels) & ((w < 0.5) | ~_covered(det, labels))
 
 
 def _cap_pair_rows(flagged: np.ndarray, w: np.ndarray, labels: np.ndarray,
@@ -310,9 +316,9 @@ def _cap_pair_rows(flagged: np.ndarray, w: np.ndarray, labels: np.ndarray,
     np.fill_diagonal(errors, 0.0)
     predicted, out = probs.argmax(axis=1), flagged.copy()
     for a, row in enumerate(errors):
-        main = row.argmax()
-        if row[main] < PAIR_ROW_SHARE * row.sum() or row.sum() < PAIR_ROW_COVER * flagged[
-                labels == a].sum():
+        main, errors_a = row.argmax(), row.sum()
+        if (row[main] < PAIR_ROW_SHARE * errors_a
+                or errors_a < PAIR_ROW_COVER * flagged[labels == a].sum()):
             continue
         for b in np.flatnonzero(np.arange(row.size) != main):
             cell = np.flatnonzero(flagged & (labels == a) & (predicted == b))
