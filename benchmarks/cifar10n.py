@@ -309,11 +309,19 @@ def predict(net: Any, x: Any, batch: int = 500) -> np.ndarray:
 
 def train(x: Any, y: np.ndarray, profile: dict[str, Any], seed: int, hook: dict[str, Any] | None
           = None) -> tuple[Any, dict[str, Any]]:
-    """Train the CNN on ``(x, y)``; with ``hook`` (``{"loss": "q" | "qy" | "pseudo" | "wce"}``) the NoiseModel
-    loop. Returns the network and, with the hook, ``{"w": ..., "reports": [...]}``."""
+    """Train the CNN on ``(x, y)``; with ``hook`` (``{"loss": "q" | "qy" | "pseudo" | "wce" |
+    "forward", ...}``) the NoiseModel loop. Returns the network and, with the hook,
+    ``{"w": ..., "reports": [...]}``."""
     import torch
 
-    from noisylabel import NoiseModel, correct_labels, soft_target_kl, weighted_cross_entropy
+    from noisylabel import (
+        NoiseModel,
+        correct_labels,
+        estimate_noise_matrix,
+        forward_cross_entropy,
+        soft_target_kl,
+        weighted_cross_entropy,
+    )
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -339,6 +347,7 @@ def train(x: Any, y: np.ndarray, profile: dict[str, Any], seed: int, hook: dict[
         nm = NoiseModel(num_samples=n, num_classes=len(CLASSES), gate=hook["gate"],
                         per_class=hook["per_class"], signal=hook["signal"])
     stats_p = None  # the last stats pass's probabilities (hook)
+    noise_matrix = None  # forward: T estimated from the last stats pass
     reports = []
     net.train()
     for epoch in range(1, epochs + 1):
@@ -348,6 +357,8 @@ def train(x: Any, y: np.ndarray, profile: dict[str, Any], seed: int, hook: dict[
                 loss = torch.nn.functional.cross_entropy(logits, yt[idx])
             elif hook["loss"] == "wce":
                 loss = weighted_cross_entropy(logits, yt[idx], nm.weights(idx))
+            elif hook["loss"] == "forward":
+                loss = forward_cross_entropy(logits, yt[idx], noise_matrix, validate=False)
             elif hook["loss"] in ("qy", "pseudo"):  # one-hot label in place of D[y]; pseudo:
                 p = stats_p[idx]  # ... and the stats pass's class (one-hot) in place of p
                 if hook["loss"] == "pseudo":
@@ -364,6 +375,10 @@ def train(x: Any, y: np.ndarray, profile: dict[str, Any], seed: int, hook: dict[
             stats_p = torch.from_numpy(predict(net, x))  # eval-mode stats pass, no augmentation
             nm.record(torch.arange(n), stats_p, yt)
             reports.append(nm.fit(epoch).as_dict())
+            if hook["loss"] == "forward":
+                noise_matrix = torch.as_tensor(
+                    estimate_noise_matrix(y, stats_p.numpy(), signal=hook["signal"],
+                                          per_class=hook["per_class"]).matrix, dtype=torch.float32)
     extra = {} if nm is None else {"w": nm.clean_probability.numpy().copy(), "reports": reports}
     return net, extra
 
@@ -565,11 +580,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels", nargs="+", choices=[*LABEL_SETS, "clean"],
                    default=list(LABEL_SETS), help="clean: the true labels (a reference run)")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    p.add_argument("--hook-loss", choices=("q", "qy", "pseudo", "wce"), default="q",
+    p.add_argument("--hook-loss", choices=("q", "qy", "pseudo", "wce", "forward"), default="q",
                    help="q: soft_target_kl to NoiseModel.targets (w D[y] + (1 - w) p); qy: the "
                    "same with the one-hot label for D[y]; pseudo: qy with the one-hot of the "
                    "stats pass's class for p (the FER trainer's default q); wce: w-weighted "
-                   "cross-entropy")
+                   "cross-entropy; forward: forward_cross_entropy with T = "
+                   "estimate_noise_matrix on the stats pass")
     p.add_argument("--hook-warmup", type=int, help="plain-CE epochs before the first stats pass "
                    "(default: the profile's warmup)")
     p.add_argument("--hook-gate", choices=("on", "off"), default="off",

@@ -54,6 +54,7 @@ _EXPORTS: dict[str, str] = {
     # losses (paper eq. 10-11)
     "weighted_cross_entropy": "noisylabel.losses",
     "soft_target_kl": "noisylabel.losses",
+    "forward_cross_entropy": "noisylabel.losses",
     # label-noise injection and EAC-format noise files
     "symmetric_noise": "noisylabel.noise",
     "transition_noise": "noisylabel.noise",
@@ -102,7 +103,7 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
         smoothed_onehot,
     )
     from noisylabel.layers import AverageAnchor
-    from noisylabel.losses import soft_target_kl, weighted_cross_entropy
+    from noisylabel.losses import forward_cross_entropy, soft_target_kl, weighted_cross_entropy
     from noisylabel.mixture import BetaMixture, MixtureNotSeparatedWarning
     from noisylabel.noise import (
         instance_noise,

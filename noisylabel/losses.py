@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-__all__ = ["soft_target_kl", "weighted_cross_entropy"]
+__all__ = ["forward_cross_entropy", "soft_target_kl", "weighted_cross_entropy"]
 
 
 def weighted_cross_entropy(
@@ -119,3 +119,60 @@ def soft_target_kl(logits: torch.Tensor, targets: torch.Tensor, validate: bool =
                              f"distribution (finite, >= 0, summing to 1 within {atol})")
     log_p = F.log_softmax(logits, dim=1)
     return (torch.xlogy(q, q) - q * log_p).sum(dim=1).mean()
+
+
+def forward_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, noise_matrix: torch.Tensor,
+                          validate: bool = True, atol: float = 1e-3) -> torch.Tensor:
+    """Cross-entropy of the given labels under the prediction passed through the noise matrix
+    (forward correction, Patrini et al., CVPR 2017).
+
+    ``L = -(1/B) sum_i log (softmax(z_i) T)[y_i]`` with ``T[a, b] = P(given b | true a)``:
+    the network predicts the true class, ``softmax(z_i) T`` is its prediction of the given
+    label, and the loss is the ordinary cross-entropy of that. Every sample keeps its weight (no
+    label is dropped or relabelled); with the true ``T`` the minimiser of the expected loss is
+    the clean posterior. With ``T = I`` it is plain cross-entropy.
+
+    Parameters
+    ----------
+    logits : torch.Tensor of shape (B, C)
+    labels : torch.Tensor of int64, shape (B,)
+        Given (noisy) labels.
+    noise_matrix : torch.Tensor of shape (C, C)
+        ``T``, rows sum to 1 (for example ``estimate_noise_matrix(...).matrix``); a constant
+        (not differentiated).
+    validate : bool
+        Check that ``T`` is finite, >= 0 and row-stochastic within ``atol``.
+    atol : float
+        Tolerance of the row-sum check.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from noisylabel import forward_cross_entropy
+    >>> logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
+    >>> labels = torch.tensor([0, 0])
+    >>> t = torch.tensor([[0.8, 0.2], [0.3, 0.7]])  # 30% of true 1s are labelled 0
+    >>> round(forward_cross_entropy(logits, labels, t).item(), 4)
+    0.6617
+    >>> ce = torch.nn.functional.cross_entropy(logits, labels)
+    >>> bool(torch.isclose(forward_cross_entropy(logits, labels, torch.eye(2)), ce))
+    True
+    """
+    c = logits.shape[1]
+    t = noise_matrix.detach().to(logits.dtype)
+    if t.shape != (c, c):
+        raise ValueError(f"noise_matrix must have shape {(c, c)}, got {tuple(t.shape)}")
+    if validate:
+        bad = (~torch.isfinite(t) | (t < 0)).any(dim=1) | ((t.sum(dim=1) - 1).abs() > atol)
+        if bool(bad.any()):
+            a = int(bad.nonzero()[0, 0])
+            raise ValueError(f"noise_matrix[{a}] = {t[a].tolist()}: each row must be a "
+                             f"probability distribution (finite, >= 0, summing to 1 within {atol})")
+    noisy = logits.softmax(dim=1) @ t
+    picked = noisy.gather(1, labels.long().unsqueeze(1)).squeeze(1)
+    return -picked.clamp_min(torch.finfo(logits.dtype).tiny).log().mean()

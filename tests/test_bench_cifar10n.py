@@ -1,5 +1,6 @@
-"""Pure parts of benchmarks/cifar10n.py: the index -> image-file mapping, the stratified subset,
-the detection metrics, and the fake data of --quick read back through the loader."""
+"""benchmarks/cifar10n.py: the index -> image-file mapping, the stratified subset, the detection
+metrics, the fake data of --quick read back through the loader, and each hook loss on a tiny
+training run."""
 
 from __future__ import annotations
 
@@ -67,3 +68,18 @@ def test_missing_files_are_named(bench, tmp_path):
         bench.test_files(tmp_path)
     with pytest.raises(FileNotFoundError, match="image not found"):
         bench.read_images(tmp_path, ["train/cat/0000.jpg"])
+
+
+@pytest.mark.parametrize("loss", ["q", "wce", "forward"])
+def test_hook_losses_train_and_return_w(bench, loss):
+    import torch
+
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(size=(48, 3, 32, 32)).astype(np.float32))
+    y = rng.integers(0, 10, 48)
+    profile = {**bench.PROFILES["quick"], "epochs": 2, "warmup": 1}
+    hook = {"loss": loss, "gate": False, "signal": "cosine", "per_class": False, "warmup": 1}
+    net, extra = bench.train(x, y, profile, seed=0, hook=hook)
+    assert extra["w"].shape == (48,) and np.isfinite(extra["w"]).all()
+    assert [r["epoch"] for r in extra["reports"]] == [1, 2]
+    assert np.isfinite(bench.predict(net, x)).all()

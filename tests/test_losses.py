@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from noisylabel.losses import soft_target_kl, weighted_cross_entropy
+from noisylabel.losses import forward_cross_entropy, soft_target_kl, weighted_cross_entropy
 
 
 def test_weighted_ce_normalisations():
@@ -59,3 +59,41 @@ def test_soft_target_kl_rejects_rows_that_are_not_distributions(row: list[float]
     targets = torch.tensor([[0.5, 0.5], row])
     with pytest.raises(ValueError, match=r"targets\[1\] = .*probability distribution"):
         soft_target_kl(logits, targets)
+
+
+def test_forward_cross_entropy_is_the_cross_entropy_of_the_noise_adapted_prediction() -> None:
+    torch.manual_seed(0)
+    z = torch.randn(16, 3, requires_grad=True)
+    y = torch.randint(0, 3, (16,))
+    t = torch.tensor([[0.7, 0.2, 0.1], [0.0, 1.0, 0.0], [0.3, 0.0, 0.7]])
+    want = -(z.softmax(1) @ t)[torch.arange(16), y].log().mean()
+    assert forward_cross_entropy(z, y, t).item() == pytest.approx(want.item(), rel=1e-6)
+    assert forward_cross_entropy(z, y, torch.eye(3)).item() == pytest.approx(
+        F.cross_entropy(z, y).item(), rel=1e-6)
+    forward_cross_entropy(z, y, t).backward()
+    assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+
+
+def test_forward_cross_entropy_moves_the_prediction_to_the_true_class() -> None:
+    # every true 1 is labelled 0 half the time: a sample labelled 0 is best explained by a
+    # prediction of class 1 only under the forward loss, not under plain cross-entropy
+    t = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
+    z = torch.zeros(1, 2, requires_grad=True)
+    y = torch.tensor([0])
+    forward_cross_entropy(z, y, t).backward()
+    forward_grad = z.grad.clone()
+    z.grad = None
+    F.cross_entropy(z, y).backward()
+    assert forward_grad[0, 0] < 0 and z.grad[0, 0] < 0  # both raise class 0 ...
+    assert abs(forward_grad[0, 0]) < abs(z.grad[0, 0])  # ... the forward loss less, as 1 explains 0 too
+
+
+@pytest.mark.parametrize("t, match", [
+    (torch.eye(3), "shape"),
+    (torch.tensor([[0.5, 0.4], [0.0, 1.0]]), r"noise_matrix\[0\]"),
+    (torch.tensor([[1.0, 0.0], [float("nan"), 1.0]]), r"noise_matrix\[1\]"),
+    (torch.tensor([[1.2, -0.2], [0.0, 1.0]]), r"noise_matrix\[0\]"),
+])
+def test_forward_cross_entropy_rejects_a_bad_noise_matrix(t: torch.Tensor, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        forward_cross_entropy(torch.zeros(2, 2), torch.tensor([0, 1]), t)
