@@ -21,8 +21,9 @@ at 32 px with random crop (pad 4) and flip, SGD with momentum, a one-cycle learn
   of every epoch an eval-mode stats pass over the training images (no augmentation) is recorded and
   ``fit``; the next epoch trains on the corrected soft targets ``q = w D[y] + (1 - w) p``
   (``NoiseModel.targets``, with ``p`` the stats pass's prediction) with ``soft_target_kl``
-  (``--hook-loss q``, the default) or on the w-weighted cross-entropy (``--hook-loss wce``).
-  Detection: ``w < 0.5`` after the last epoch; AUC of ``1 - w``;
+  (``--hook-loss q``, the default), on the w-weighted cross-entropy (``--hook-loss wce``), or
+  on ``forward_cross_entropy`` with ``T`` from ``estimate_noise_matrix`` on the stats pass
+  (``--hook-loss forward``; ``forward-true``: the true ``T``, an oracle). Detection: ``w < 0.5`` after the last epoch; AUC of ``1 - w``;
 - ``cleanlab``: K-fold cross-validated probabilities (each fold trained like ``ce``),
   ``cleanlab.filter.find_label_issues`` (its defaults), then the network retrained from scratch
   without the flagged samples. AUC of ``1 - get_label_quality_scores``.
@@ -310,7 +311,8 @@ def predict(net: Any, x: Any, batch: int = 500) -> np.ndarray:
 def train(x: Any, y: np.ndarray, profile: dict[str, Any], seed: int, hook: dict[str, Any] | None
           = None) -> tuple[Any, dict[str, Any]]:
     """Train the CNN on ``(x, y)``; with ``hook`` (``{"loss": "q" | "qy" | "pseudo" | "wce" |
-    "forward", ...}``) the NoiseModel loop. Returns the network and, with the hook,
+    "forward" | "forward-true", ...}``; ``forward-true`` also needs ``"true_matrix"``) the
+    NoiseModel loop. Returns the network and, with the hook,
     ``{"w": ..., "reports": [...]}``."""
     import torch
 
@@ -357,7 +359,7 @@ def train(x: Any, y: np.ndarray, profile: dict[str, Any], seed: int, hook: dict[
                 loss = torch.nn.functional.cross_entropy(logits, yt[idx])
             elif hook["loss"] == "wce":
                 loss = weighted_cross_entropy(logits, yt[idx], nm.weights(idx))
-            elif hook["loss"] == "forward":
+            elif hook["loss"] in ("forward", "forward-true"):
                 loss = forward_cross_entropy(logits, yt[idx], noise_matrix, validate=False)
             elif hook["loss"] in ("qy", "pseudo"):  # one-hot label in place of D[y]; pseudo:
                 p = stats_p[idx]  # ... and the stats pass's class (one-hot) in place of p
@@ -379,6 +381,8 @@ def train(x: Any, y: np.ndarray, profile: dict[str, Any], seed: int, hook: dict[
                 noise_matrix = torch.as_tensor(
                     estimate_noise_matrix(y, stats_p.numpy(), signal=hook["signal"],
                                           per_class=hook["per_class"]).matrix, dtype=torch.float32)
+            elif hook["loss"] == "forward-true":  # an oracle, for diagnosis only
+                noise_matrix = torch.as_tensor(hook["true_matrix"], dtype=torch.float32)
     extra = {} if nm is None else {"w": nm.clean_probability.numpy().copy(), "reports": reports}
     return net, extra
 
@@ -413,6 +417,10 @@ def run_one(data: dict[str, np.ndarray], label_set: str, method: str, seed: int,
         if method == "ce":
             net, _ = train(x, y, profile, seed)
         elif method == "hook":
+            if hook["loss"] == "forward-true":
+                from noisylabel import empirical_noise_matrix
+
+                hook = {**hook, "true_matrix": empirical_noise_matrix(yc, y, len(CLASSES)).matrix}
             net, extra = train(x, y, profile, seed, hook=hook)
             w = extra["w"]
             row.update(detection_metrics(w < 0.5, 1 - w, wrong))
@@ -580,12 +588,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels", nargs="+", choices=[*LABEL_SETS, "clean"],
                    default=list(LABEL_SETS), help="clean: the true labels (a reference run)")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    p.add_argument("--hook-loss", choices=("q", "qy", "pseudo", "wce", "forward"), default="q",
+    p.add_argument("--hook-loss", choices=("q", "qy", "pseudo", "wce", "forward", "forward-true"),
+                   default="q",
                    help="q: soft_target_kl to NoiseModel.targets (w D[y] + (1 - w) p); qy: the "
                    "same with the one-hot label for D[y]; pseudo: qy with the one-hot of the "
                    "stats pass's class for p (the FER trainer's default q); wce: w-weighted "
                    "cross-entropy; forward: forward_cross_entropy with T = "
-                   "estimate_noise_matrix on the stats pass")
+                   "estimate_noise_matrix on the stats pass; forward-true: the same with the "
+                   "true T of the training labels (an oracle, for diagnosis)")
     p.add_argument("--hook-warmup", type=int, help="plain-CE epochs before the first stats pass "
                    "(default: the profile's warmup)")
     p.add_argument("--hook-gate", choices=("on", "off"), default="off",
@@ -597,6 +607,8 @@ def main(argv: list[str] | None = None) -> int:
                    "default; NoiseModel's is False)")
     p.add_argument("--epochs", type=int, help="override the profile's epochs")
     p.add_argument("--n-train", type=int, help="override the profile's training subset size")
+    p.add_argument("--width", type=int, help="override the profile's network width (channels of "
+                   "the first block)")
     p.add_argument("--table-only", action="store_true", help="tabulate runs.jsonl, run nothing")
     args = p.parse_args(argv)
 
@@ -608,6 +620,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.n_train:
         profile["n_train"] = args.n_train
         name += f"-n{args.n_train}"
+    if args.width:
+        profile["width"] = args.width
+        name += f"-w{args.width}"
     hook = {"loss": args.hook_loss, "gate": args.hook_gate == "on", "signal": args.hook_signal,
             "per_class": args.hook_per_class,
             "warmup": profile["warmup"] if args.hook_warmup is None else args.hook_warmup}
