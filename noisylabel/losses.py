@@ -112,11 +112,7 @@ def soft_target_kl(logits: torch.Tensor, targets: torch.Tensor, validate: bool =
         raise ValueError(f"targets must have shape {tuple(logits.shape)}, got {tuple(targets.shape)}")
     q = targets.detach().to(logits.dtype)
     if validate:
-        bad = (~torch.isfinite(q) | (q < 0)).any(dim=1) | ((q.sum(dim=1) - 1).abs() > atol)
-        if bool(bad.any()):
-            i = int(bad.nonzero()[0, 0])
-            raise ValueError(f"targets[{i}] = {q[i].tolist()}: each row must be a probability "
-                             f"distribution (finite, >= 0, summing to 1 within {atol})")
+        _check_rows_are_distributions("targets", q, atol)
     log_p = F.log_softmax(logits, dim=1)
     return (torch.xlogy(q, q) - q * log_p).sum(dim=1).mean()
 
@@ -168,11 +164,16 @@ def forward_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, noise_matr
     if t.shape != (c, c):
         raise ValueError(f"noise_matrix must have shape {(c, c)}, got {tuple(t.shape)}")
     if validate:
-        bad = (~torch.isfinite(t) | (t < 0)).any(dim=1) | ((t.sum(dim=1) - 1).abs() > atol)
-        if bool(bad.any()):
-            a = int(bad.nonzero()[0, 0])
-            raise ValueError(f"noise_matrix[{a}] = {t[a].tolist()}: each row must be a "
-                             f"probability distribution (finite, >= 0, summing to 1 within {atol})")
+        _check_rows_are_distributions("noise_matrix", t, atol)
     noisy = logits.softmax(dim=1) @ t
     picked = noisy.gather(1, labels.long().unsqueeze(1)).squeeze(1)
     return -picked.clamp_min(torch.finfo(logits.dtype).tiny).log().mean()
+
+
+def _check_rows_are_distributions(name: str, x: torch.Tensor, atol: float) -> None:
+    """Raise naming the first row of ``x`` that is not finite, >= 0 and summing to 1."""
+    bad = (~torch.isfinite(x) | (x < 0)).any(dim=1) | ((x.sum(dim=1) - 1).abs() > atol)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(f"{name}[{i}] = {x[i].tolist()}: each row must be a probability "
+                         f"distribution (finite, >= 0, summing to 1 within {atol})")
