@@ -70,7 +70,7 @@ def test_missing_files_are_named(bench, tmp_path):
         bench.read_images(tmp_path, ["train/cat/0000.jpg"])
 
 
-@pytest.mark.parametrize("loss", ["q", "wce", "forward"])
+@pytest.mark.parametrize("loss", ["q", "wce", "forward", "forward-true"])
 def test_hook_losses_train_and_return_w(bench, loss):
     import torch
 
@@ -78,7 +78,8 @@ def test_hook_losses_train_and_return_w(bench, loss):
     x = torch.from_numpy(rng.normal(size=(48, 3, 32, 32)).astype(np.float32))
     y = rng.integers(0, 10, 48)
     profile = {**bench.PROFILES["quick"], "epochs": 2, "warmup": 1}
-    hook = {"loss": loss, "gate": False, "signal": "cosine", "per_class": False, "warmup": 1}
+    hook = {"loss": loss, "gate": False, "signal": "cosine", "per_class": False, "warmup": 1,
+            "true_matrix": np.full((10, 10), 0.02) + 0.8 * np.eye(10)}
     net, extra = bench.train(x, y, profile, seed=0, hook=hook)
     assert extra["w"].shape == (48,) and np.isfinite(extra["w"]).all()
     assert [r["epoch"] for r in extra["reports"]] == [1, 2]
