@@ -85,7 +85,8 @@ def test_forward_cross_entropy_moves_the_prediction_to_the_true_class() -> None:
     z.grad = None
     F.cross_entropy(z, y).backward()
     assert forward_grad[0, 0] < 0 and z.grad[0, 0] < 0  # both raise class 0 ...
-    assert abs(forward_grad[0, 0]) < abs(z.grad[0, 0])  # ... the forward loss less, as 1 explains 0 too
+    # ... the forward loss less, as a true 1 explains the label 0 too
+    assert abs(forward_grad[0, 0]) < abs(z.grad[0, 0])
 
 
 @pytest.mark.parametrize("t, match", [
