@@ -69,12 +69,16 @@ METHODS = ("ce", "hook", "cleanlab")
 SUBSET_SEED = 2510  # which training images form the subset (and the validation fifth)
 PROFILES: dict[str, dict[str, Any]] = {
     "cpu": {"n_train": 4000, "n_test": 5000, "epochs": 8, "warmup": 5, "folds": 2,
-            "batch": 128, "lr": 0.1, "width": 16},
+            "batch": 128, "lr": 0.1, "width": 16, "augment": True, "arch": "cnn"},
     # the same with twice the epochs (and warm-up): worse labels only, where time allows
     "cpu16": {"n_train": 4000, "n_test": 5000, "epochs": 16, "warmup": 10, "folds": 2,
-              "batch": 128, "lr": 0.1, "width": 16},
+              "batch": 128, "lr": 0.1, "width": 16, "augment": True, "arch": "cnn"},
     "quick": {"n_train": 300, "n_test": 100, "epochs": 2, "warmup": 1, "folds": 2,
-              "batch": 64, "lr": 0.1, "width": 8},
+              "batch": 64, "lr": 0.1, "width": 8, "augment": True, "arch": "cnn"},
+    # the regime of the published CIFAR-10N figures, scaled to minutes on one GPU: all 50,000
+    # training and 10,000 test images, a pre-activation ResNet-18, bf16 autocast
+    "gpu": {"n_train": 50000, "n_test": None, "epochs": 30, "warmup": 10, "folds": 2,
+            "batch": 256, "lr": 0.2, "width": 64, "augment": True, "arch": "preact18"},
 }
 
 
@@ -257,11 +261,19 @@ def detection_metrics(flagged: np.ndarray, score: np.ndarray, wrong: np.ndarray
 # ----------------------------------------------------------------------------- training
 
 
-def make_net(width: int) -> Any:
-    """Three conv blocks (3x3 conv, batch norm, ReLU, 2x2 max-pool; ``width``, 2x, 4x
-    channels), global average pooling, a linear layer: ~25 k parameters at width 16, about 2.8 M
-    multiply-adds per 32 px image (sized for one shared CPU core)."""
+def make_net(width: int, arch: str = "cnn") -> Any:
+    """The network of a profile.
+
+    ``cnn``: three conv blocks (3x3 conv, batch norm, ReLU, 2x2 max-pool; ``width``, 2x, 4x
+    channels), global average pooling, a linear layer: ~25 k parameters at width 16, about
+    2.8 M multiply-adds per 32 px image (sized for one shared CPU core). ``preact18``: the
+    pre-activation ResNet-18 that CIFAR-10N papers train (DivideMix, ProMix), stages of
+    ``width``, 2x, 4x, 8x channels (11 M parameters, 0.56 G multiply-adds per image at width
+    64; sized for a GPU)."""
     import torch.nn as nn
+
+    if arch == "preact18":
+        return preact_resnet18(width)
 
     def block(cin: int, cout: int) -> list[nn.Module]:
         return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
@@ -270,6 +282,44 @@ def make_net(width: int) -> Any:
     w = width
     return nn.Sequential(*block(3, w), *block(w, 2 * w), *block(2 * w, 4 * w),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * w, len(CLASSES)))
+
+
+def _preact_block(cin: int, cout: int, stride: int) -> Any:
+    """Pre-activation basic block: ``x + conv(relu(bn(conv(relu(bn(x))))))``, the shortcut a
+    strided 1x1 conv where the shape changes (He et al., 2016, "Identity mappings")."""
+    import torch.nn as nn
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bn1, self.bn2 = nn.BatchNorm2d(cin), nn.BatchNorm2d(cout)
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.shortcut = (nn.Conv2d(cin, cout, 1, stride, bias=False)
+                             if stride != 1 or cin != cout else None)
+
+        def forward(self, x: Any) -> Any:
+            out = self.bn1(x).relu()
+            skip = x if self.shortcut is None else self.shortcut(out)
+            return skip + self.conv2(self.bn2(self.conv1(out)).relu())
+
+    return Block()
+
+
+def preact_resnet18(width: int = 64) -> Any:
+    """3x3 stem, four stages of two pre-activation blocks (strides 1, 2, 2, 2), batch norm and
+    ReLU, global average pooling, a linear layer."""
+    import torch.nn as nn
+
+    chans = [width, 2 * width, 4 * width, 8 * width]
+    layers: list[nn.Module] = [nn.Conv2d(3, width, 3, 1, 1, bias=False)]
+    cin = width
+    for i, c in enumerate(chans):
+        layers += [_preact_block(cin, c, 1 if i == 0 else 2), _preact_block(c, c, 1)]
+        cin = c
+    layers += [nn.BatchNorm2d(cin), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+               nn.Linear(cin, len(CLASSES))]
+    return nn.Sequential(*layers)
 
 
 MEAN = np.array([0.4914, 0.4822, 0.4465], dtype=np.float32)
@@ -283,19 +333,22 @@ def to_tensor(x: np.ndarray) -> Any:
 
 
 def augment(xb: Any, gen: Any) -> Any:
-    """Random crop (zero padding 4) and horizontal flip, per sample."""
+    """Random crop (zero padding 4) and horizontal flip, per sample, as one gather (the crop
+    offsets and flips are drawn from ``gen`` on the CPU, so a seed gives the same images on
+    every device)."""
     import torch
     import torch.nn.functional as F
 
-    n = xb.shape[0]
+    n, c, h, w = xb.shape
     padded = F.pad(xb, (4, 4, 4, 4))
-    off = torch.randint(0, 9, (n, 2), generator=gen)
-    flip = torch.rand(n, generator=gen) < 0.5
-    out = torch.empty_like(xb)
-    for i in range(n):
-        crop = padded[i, :, off[i, 0]:off[i, 0] + 32, off[i, 1]:off[i, 1] + 32]
-        out[i] = crop.flip(2) if flip[i] else crop
-    return out
+    off = torch.randint(0, 9, (n, 2), generator=gen).to(xb.device)
+    flip = (torch.rand(n, generator=gen) < 0.5).to(xb.device)
+    rows = (off[:, 0, None] + torch.arange(h, device=xb.device))[:, None, :, None]
+    cols = (off[:, 1, None] + torch.arange(w, device=xb.device))[:, None, None, :]
+    out = padded[torch.arange(n, device=xb.device)[:, None, None, None],
+                 torch.arange(c, device=xb.device)[None, :, None, None], rows, cols]
+    # in the input's memory layout (``to_tensor``'s images are channels-last)
+    return torch.empty_like(xb).copy_(torch.where(flip[:, None, None, None], out.flip(3), out))
 
 
 def predict(net: Any, x: Any, batch: int = 500) -> np.ndarray:
@@ -303,32 +356,55 @@ def predict(net: Any, x: Any, batch: int = 500) -> np.ndarray:
     import torch
 
     net.eval()
-    with torch.no_grad():
-        out = [net(x[i:i + batch]).softmax(1) for i in range(0, len(x), batch)]
+    with torch.no_grad(), torch.autocast(x.device.type, torch.bfloat16,
+                                         enabled=x.device.type == "cuda"):
+        out = [net(x[i:i + batch]).float().softmax(1).cpu() for i in range(0, len(x), batch)]
     net.train()
     return torch.cat(out).numpy()
 
 
-def train(x: Any, y: np.ndarray, profile: dict[str, Any], seed: int, hook: dict[str, Any] | None
-          = None) -> tuple[Any, dict[str, Any]]:
-    """Train the CNN on ``(x, y)``; with ``hook`` (``{"loss": "q" | "qy" | "pseudo" | "wce" |
-    "forward" | "forward-true", ...}``; ``forward-true`` also needs ``"true_matrix"``) the
-    NoiseModel loop. Returns the network and, with the hook,
-    ``{"w": ..., "reports": [...]}``."""
+def hook_loss(kind: str, logits: Any, y: Any, nm: Any, idx: Any, stats_p: Any,
+              noise_matrix: Any) -> Any:
+    """The hook's loss on one batch once a fit is adopted: ``kind`` as ``--hook-loss`` says
+    (``stats_p``: the last stats pass's probabilities of every training image; ``noise_matrix``:
+    the forward losses' ``T``)."""
     import torch
 
     from noisylabel import (
-        NoiseModel,
         correct_labels,
-        estimate_noise_matrix,
         forward_cross_entropy,
         soft_target_kl,
         weighted_cross_entropy,
     )
 
+    if kind == "wce":
+        return weighted_cross_entropy(logits, y, nm.weights(idx))
+    if kind in ("forward", "forward-true"):
+        return forward_cross_entropy(logits, y, noise_matrix, validate=False)
+    if kind in ("qy", "pseudo"):  # the one-hot label in place of D[y]; pseudo: also the stats
+        p = stats_p[idx]  # ... pass's class (one-hot) in place of p
+        eye = torch.eye(len(CLASSES), device=logits.device)
+        if kind == "pseudo":
+            p = eye[p.argmax(dim=1)]
+        return soft_target_kl(logits, correct_labels(y, p, nm.weights(idx), eye, validate=False))
+    return soft_target_kl(logits, nm.targets(idx, y, stats_p[idx]))
+
+
+def train(x: Any, y: np.ndarray, profile: dict[str, Any], seed: int, hook: dict[str, Any] | None
+          = None, evaluate: tuple[Any, np.ndarray] | None = None) -> tuple[Any, dict[str, Any]]:
+    """Train the CNN on ``(x, y)``; with ``hook`` (``{"loss": "q" | "qy" | "pseudo" | "wce" |
+    "forward" | "forward-true", ...}``; ``forward-true`` also needs ``"true_matrix"``) the
+    NoiseModel loop. Returns the network and ``{"curve": [...]}``: the accuracy (%) on
+    ``evaluate = (x_eval, y_eval)`` after every epoch (empty without ``evaluate``); with the
+    hook also ``"w"`` and ``"reports"``."""
+    import torch
+
+    from noisylabel import NoiseModel, estimate_noise_matrix
+
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    net = make_net(profile["width"])
+    gen = torch.Generator().manual_seed(seed)  # batches and augmentation: drawn on the CPU
+    dev = x.device
+    net = make_net(profile["width"], profile["arch"]).to(dev)
     epochs, batch, n = profile["epochs"], profile["batch"], len(y)
     steps = epochs * ((n + batch - 1) // batch)
     opt = torch.optim.SGD(net.parameters(), lr=profile["lr"], momentum=0.9, weight_decay=5e-4,
@@ -341,110 +417,132 @@ def train(x: Any, y: np.ndarray, profile: dict[str, Any], seed: int, hook: dict[
         return 0.5 * (1 + np.cos(np.pi * (step - rise) / max(1, steps - rise)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-    yt = torch.as_tensor(y)
-    eye = torch.eye(len(CLASSES))
+    yt = torch.as_tensor(y, device=dev)
     nm = None
     if hook is not None:
         # the loop does its own warm-up (no stats pass before epoch ``warmup``), so the
         # NoiseModel's own warm-up stays 0 (its default): the first stats pass can be adopted
         nm = NoiseModel(num_samples=n, num_classes=len(CLASSES), gate=hook["gate"],
-                        per_class=hook["per_class"], signal=hook["signal"])
+                        per_class=hook["per_class"], signal=hook["signal"], device=dev)
     stats_p = None  # the last stats pass's probabilities (hook)
     noise_matrix = None  # forward: T estimated from the last stats pass
-    reports = []
+    reports, curve = [], []
     net.train()
     for epoch in range(1, epochs + 1):
         for idx in torch.randperm(n, generator=gen).split(batch):
-            logits = net(augment(x[idx], gen))
+            idx = idx.to(dev)
+            with torch.autocast(dev.type, torch.bfloat16, enabled=dev.type == "cuda"):
+                logits = net(augment(x[idx], gen) if profile["augment"] else x[idx]).float()
             if nm is None or nm.last_accepted_epoch is None:
                 loss = torch.nn.functional.cross_entropy(logits, yt[idx])
-            elif hook["loss"] == "wce":
-                loss = weighted_cross_entropy(logits, yt[idx], nm.weights(idx))
-            elif hook["loss"] in ("forward", "forward-true"):
-                loss = forward_cross_entropy(logits, yt[idx], noise_matrix, validate=False)
-            elif hook["loss"] in ("qy", "pseudo"):  # one-hot label in place of D[y]; pseudo:
-                p = stats_p[idx]  # ... and the stats pass's class (one-hot) in place of p
-                if hook["loss"] == "pseudo":
-                    p = eye[p.argmax(dim=1)]
-                q = correct_labels(yt[idx], p, nm.weights(idx), eye, validate=False)
-                loss = soft_target_kl(logits, q)
             else:
-                loss = soft_target_kl(logits, nm.targets(idx, yt[idx], stats_p[idx]))
+                loss = hook_loss(hook["loss"], logits, yt[idx], nm, idx, stats_p, noise_matrix)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
         if nm is not None and epoch >= hook["warmup"]:
-            stats_p = torch.from_numpy(predict(net, x))  # eval-mode stats pass, no augmentation
-            nm.record(torch.arange(n), stats_p, yt)
+            probs = predict(net, x)  # eval-mode stats pass, no augmentation
+            stats_p = torch.from_numpy(probs).to(dev)
+            nm.record(torch.arange(n, device=dev), stats_p, yt)
             reports.append(nm.fit(epoch).as_dict())
             if hook["loss"] == "forward":
-                noise_matrix = torch.as_tensor(
-                    estimate_noise_matrix(y, stats_p.numpy(), signal=hook["signal"],
-                                          per_class=hook["per_class"]).matrix, dtype=torch.float32)
+                noise_matrix = estimate_noise_matrix(y, probs, signal=hook["signal"],
+                                                     per_class=hook["per_class"]).matrix
             elif hook["loss"] == "forward-true":  # an oracle, for diagnosis only
-                noise_matrix = torch.as_tensor(hook["true_matrix"], dtype=torch.float32)
-    extra = {} if nm is None else {"w": nm.clean_probability.numpy().copy(), "reports": reports}
+                noise_matrix = hook["true_matrix"]
+            if noise_matrix is not None:
+                noise_matrix = torch.as_tensor(noise_matrix, dtype=torch.float32, device=dev)
+        if evaluate is not None:
+            curve.append(100 * float((predict(net, evaluate[0]).argmax(1) == evaluate[1]).mean()))
+    extra: dict[str, Any] = {"curve": curve}
+    if nm is not None:
+        extra.update(w=nm.clean_probability.numpy().copy(), reports=reports)
     return net, extra
 
 
+def split(data: dict[str, np.ndarray], label_set: str, protocol: str
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Training images, their given and true labels, evaluation images and their true labels:
+    the test images (``protocol="test"``) or a seeded fifth of the training subset held out
+    (``"valid"``). ``label_set`` ``"clean"`` gives the noise-free reference."""
+    noisy, clean = data[label_set], data["clean"]
+    if protocol == "test":
+        return data["train_x"], noisy, clean, data["test_x"], data["test_y"]
+    held = np.zeros(len(noisy), bool)
+    held[np.random.default_rng(SUBSET_SEED).permutation(len(noisy))[: len(noisy) // 5]] = True
+    x = data["train_x"]
+    return x[~held], noisy[~held], clean[~held], x[held], clean[held]
+
+
+def cleanlab_run(x: Any, y: np.ndarray, profile: dict[str, Any], seed: int,
+                 evaluate: tuple[Any, np.ndarray]) -> tuple[Any, dict[str, Any], np.ndarray,
+                                                            np.ndarray]:
+    """cleanlab's route: K-fold cross-validated probabilities (each fold trained like ``ce``),
+    ``find_label_issues`` (its defaults), the network retrained without the flagged samples.
+    Returns the network, ``train``'s extras, the flags and the issue scores
+    (``1 - get_label_quality_scores``)."""
+    import torch
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+    from sklearn.model_selection import StratifiedKFold
+
+    probs = np.zeros((len(y), len(CLASSES)), dtype=np.float32)
+    folds = StratifiedKFold(profile["folds"], shuffle=True, random_state=seed)
+    for k, (tr, te) in enumerate(folds.split(np.zeros(len(y)), y)):
+        tr_t, te_t = (torch.as_tensor(i, device=x.device) for i in (tr, te))
+        fold_net, _ = train(x[tr_t], y[tr], profile, seed + 1000 * (k + 1))
+        probs[te] = predict(fold_net, x[te_t])
+    issues = find_label_issues(y, probs)
+    keep = torch.as_tensor(np.flatnonzero(~issues), device=x.device)
+    net, extra = train(x[keep], y[~issues], profile, seed, evaluate=evaluate)
+    return net, extra, issues, 1 - get_label_quality_scores(y, probs)
+
+
 def run_one(data: dict[str, np.ndarray], label_set: str, method: str, seed: int,
-            profile: dict[str, Any], protocol: str, hook: dict[str, Any]) -> dict[str, Any]:
-    """One (label set, method, seed) run: test accuracy, detection, wall time."""
+            profile: dict[str, Any], protocol: str, hook: dict[str, Any], device: str = "cpu"
+            ) -> dict[str, Any]:
+    """One (label set, method, seed) run on ``device``: evaluation accuracy (final, last 5,
+    best), detection, memorisation, wall time."""
     import warnings
 
     import torch
 
     from noisylabel.mixture import MixtureNotSeparatedWarning
 
-    torch.set_num_threads(1)
+    dev = torch.device(device)
+    if dev.type == "cpu":
+        torch.set_num_threads(1)
     start = time.time()
-    noisy, clean = data[label_set], data["clean"]  # label_set "clean": the noise-free reference
-    x_all = to_tensor(data["train_x"])
-    if protocol == "valid":  # a seeded fifth of the subset held out, scored on its true labels
-        held = np.zeros(len(noisy), bool)
-        held[np.random.default_rng(SUBSET_SEED).permutation(len(noisy))[: len(noisy) // 5]] = True
-        x, y, yc = x_all[~held], noisy[~held], clean[~held]
-        x_eval, y_eval = x_all[held], clean[held]
-    else:
-        x, y, yc = x_all, noisy, clean
-        x_eval, y_eval = to_tensor(data["test_x"]), data["test_y"]
+    x_np, y, yc, x_eval_np, y_eval = split(data, label_set, protocol)
+    x, x_eval = to_tensor(x_np).to(dev), to_tensor(x_eval_np).to(dev)
     wrong = y != yc
     row: dict[str, Any] = {"label_set": label_set, "method": method, "seed": seed,
                            "protocol": protocol, "n_train": len(y), "n_eval": len(y_eval),
-                           "noise": 100 * float(wrong.mean())}
+                           "noise": 100 * float(wrong.mean()), "device": dev.type}
+    evaluate = (x_eval, y_eval)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MixtureNotSeparatedWarning)
         if method == "ce":
-            net, _ = train(x, y, profile, seed)
+            net, extra = train(x, y, profile, seed, evaluate=evaluate)
         elif method == "hook":
             if hook["loss"] == "forward-true":
                 from noisylabel import empirical_noise_matrix
 
                 hook = {**hook, "true_matrix": empirical_noise_matrix(yc, y, len(CLASSES)).matrix}
-            net, extra = train(x, y, profile, seed, hook=hook)
+            net, extra = train(x, y, profile, seed, hook=hook, evaluate=evaluate)
             w = extra["w"]
-            row.update(detection_metrics(w < 0.5, 1 - w, wrong))
-            row["hook"] = hook_tag(hook)
+            row.update(detection_metrics(w < 0.5, 1 - w, wrong), hook=hook_tag(hook))
             row["fits"] = [{k: r[k] for k in ("epoch", "reason", "mean_w", "frac_noisy", "means")}
                            for r in extra["reports"]]
         elif method == "cleanlab":
-            from cleanlab.filter import find_label_issues
-            from cleanlab.rank import get_label_quality_scores
-            from sklearn.model_selection import StratifiedKFold
-
-            probs = np.zeros((len(y), len(CLASSES)), dtype=np.float32)
-            folds = StratifiedKFold(profile["folds"], shuffle=True, random_state=seed)
-            for k, (tr, te) in enumerate(folds.split(np.zeros(len(y)), y)):
-                fold_net, _ = train(x[tr], y[tr], profile, seed + 1000 * (k + 1))
-                probs[te] = predict(fold_net, x[te])
-            issues = find_label_issues(y, probs)
-            row.update(detection_metrics(issues, 1 - get_label_quality_scores(y, probs), wrong))
-            keep = ~issues
-            net, _ = train(x[keep], y[keep], profile, seed)
+            net, extra, issues, score = cleanlab_run(x, y, profile, seed, evaluate)
+            row.update(detection_metrics(issues, score, wrong))
         else:
             raise ValueError(f"unknown method {method!r}")
     row["test_acc"] = 100 * float((predict(net, x_eval).argmax(1) == y_eval).mean())
+    curve = extra["curve"]  # accuracy after every epoch: the last 5's mean, the best (optimistic)
+    row.update(curve=curve, acc_last5=float(np.mean(curve[-5:])), acc_best=float(max(curve)))
     # memorisation: the final network's agreement with the given labels on its training images
     fitted = predict(net, x).argmax(1) == y
     row["fit_right"] = 100 * float(fitted[~wrong].mean()) if (~wrong).any() else float("nan")
@@ -480,20 +578,25 @@ def table(rows: list[dict[str, Any]], profile: dict[str, Any], name: str, hook: 
     """The markdown table (mean ± std over seeds, n per cell) and the per-seed hook - CE."""
     n_train = rows[0]["n_train"] if rows else profile["n_train"]
     n_eval = rows[0]["n_eval"] if rows else "-"
+    devices = ", ".join(sorted({r.get("device", "cpu") for r in rows})) or "-"
+    devices = devices.replace("cpu", "one CPU thread")
     lines = [
         f"# CIFAR-10N, profile `{name}`",
         "",
         f"{n_train} training images (seeded, class-stratified subset of 50,000), {n_eval} clean "
-        f"evaluation images, small CNN (width {profile['width']}), {profile['epochs']} epochs, "
-        f"batch {profile['batch']}, one-cycle lr {profile['lr']}, crop + flip, one CPU thread; "
+        f"evaluation images, network `{profile['arch']}` (width {profile['width']}), "
+        f"{profile['epochs']} epochs, batch {profile['batch']}, one-cycle lr {profile['lr']}, "
+        f"{'crop + flip' if profile['augment'] else 'no augmentation'}, on {devices}; "
         f"hook: `{hook}` (loss, plain-CE epochs, gate, signal); cleanlab: {profile['folds']}-fold "
         "cross-validated probabilities + retrain without its flags. Accuracy on the clean "
-        "evaluation images after the last epoch; detection against `clean_label`. Mean ± std "
-        "over seeds (n = seeds per cell), in %; wall time per run in minutes.",
+        "evaluation images after the last epoch (final), the mean of the last 5 epochs, and the "
+        "best epoch (optimistic: chosen on the evaluation images); detection against "
+        "`clean_label`. Mean ± std over seeds (n = seeds per cell), in %; wall time per run in "
+        "minutes.",
         "",
-        "| labels | noise | method | n | test acc | precision | recall | F1 | AUC | flagged "
-        "| wall (min) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| labels | noise | method | n | test acc | last 5 | best (optimistic) | precision "
+        "| recall | F1 | AUC | flagged | wall (min) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for ls in [*LABEL_SETS, "clean"]:  # clean: the reference run on the true labels, if any
         for m in METHODS:
@@ -505,7 +608,7 @@ def table(rows: list[dict[str, Any]], profile: dict[str, Any], name: str, hook: 
 
             lines.append(
                 f"| {ls} | {np.mean(get('noise')):.1f} | {m} | {len(sel)} | {_ms(get('test_acc'))} "
-                f"| {_ms(get('precision'))} | {_ms(get('recall'))} | {_ms(get('f1'))} "
+                f"| {_ms(get('acc_last5'))} | {_ms(get('acc_best'))} | {_ms(get('precision'))} | {_ms(get('recall'))} | {_ms(get('f1'))} "
                 f"| {_ms(get('auc'))} | {_ms(get('flagged'))} "
                 f"| {_ms([r['wall_s'] / 60 for r in sel])} |")
     lines += ["", "Per seed, test accuracy (hook - CE, cleanlab - CE) and detection F1 "
@@ -528,13 +631,14 @@ def table(rows: list[dict[str, Any]], profile: dict[str, Any], name: str, hook: 
 
 def runs_table(rows: list[dict[str, Any]]) -> str:
     """Every run, one row each (the validation runs that chose the hook's settings)."""
-    lines = ["| labels | method | hook settings | seed | n train / eval | accuracy | precision "
-             "| recall | F1 | AUC | wall (min) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| labels | method | hook settings | seed | n train / eval | accuracy | last 5 "
+             "| best | precision | recall | F1 | AUC | wall (min) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda r, k: f"{r[k]:.1f}" if k in r else "-"  # noqa: E731
     for r in rows:
         lines.append(f"| {r['label_set']} | {r['method']} | {r.get('hook', '-')} | {r['seed']} "
                      f"| {r['n_train']} / {r['n_eval']} | {r['test_acc']:.1f} "
-                     f"| {fmt(r, 'precision')} | {fmt(r, 'recall')} | {fmt(r, 'f1')} "
+                     f"| {fmt(r, 'acc_last5')} | {fmt(r, 'acc_best')} | {fmt(r, 'precision')} | {fmt(r, 'recall')} | {fmt(r, 'f1')} "
                      f"| {fmt(r, 'auc')} | {r['wall_s'] / 60:.1f} |")
     return "\n".join(lines) + "\n"
 
@@ -579,9 +683,12 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--index", type=Path, help="cifar10n_train_index.csv.gz (local copy)")
     p.add_argument("--images", type=Path, help="CIFAR-10 JPEGs: train/<class>/0000.jpg, test/...")
-    p.add_argument("--profile", choices=("cpu", "cpu16"), default="cpu")
+    p.add_argument("--profile", choices=("cpu", "cpu16", "gpu"), default="cpu")
     p.add_argument("--quick", action="store_true",
-                   help="a few hundred tiny fake images, 2 epochs, 1 seed (CI; no data needed)")
+                   help="a few hundred tiny fake images, 2 epochs, 1 seed, the profile's "
+                   "network at width 8 (CI; no data needed)")
+    p.add_argument("--device", default="auto",
+                   help="torch device: auto (cuda where there is one, else cpu), cpu, cuda, ...")
     p.add_argument("--protocol", choices=("test", "valid"), default="test",
                    help="valid: a fifth of the training subset held out (for choosing settings)")
     p.add_argument("--work", type=Path, default=HERE / "_work" / "cifar10n")
@@ -610,11 +717,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-train", type=int, help="override the profile's training subset size")
     p.add_argument("--width", type=int, help="override the profile's network width (channels of "
                    "the first block)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction,
+                   help="override the profile's augmentation (random crop and flip)")
     p.add_argument("--table-only", action="store_true", help="tabulate runs.jsonl, run nothing")
     args = p.parse_args(argv)
 
     name = "quick" if args.quick else args.profile
     profile = dict(PROFILES[name])
+    if args.quick and args.profile != "cpu":  # the profile's network, at toy size
+        profile["arch"] = PROFILES[args.profile]["arch"]
+        name += f"-{args.profile}"
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.epochs:  # overrides get a work folder of their own (run keys do not hold sizes)
         profile["epochs"] = args.epochs
         name += f"-e{args.epochs}"
@@ -624,6 +741,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.width:
         profile["width"] = args.width
         name += f"-w{args.width}"
+    if args.augment is not None and args.augment != profile["augment"]:
+        profile["augment"] = args.augment
+        name += "-aug" if args.augment else "-noaug"
     hook = {"loss": args.hook_loss, "gate": args.hook_gate == "on", "signal": args.hook_signal,
             "per_class": args.hook_per_class,
             "warmup": profile["warmup"] if args.hook_warmup is None else args.hook_warmup}
@@ -654,7 +774,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "seed": seed, "hook": hook_tag(hook)})
                     if key in done:
                         continue
-                    row = run_one(data, ls, m, seed, profile, args.protocol, hook)
+                    row = run_one(data, ls, m, seed, profile, args.protocol, hook, device)
                     with runs_file.open("a") as f:
                         f.write(json.dumps(row) + "\n")
                     rows.append(row)

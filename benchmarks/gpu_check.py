@@ -10,10 +10,15 @@ Three parts, each timed, each printing one summary line and writing ``gpu_check.
    labels, one seed, through ``benchmarks/ferplus.py --profile gpu``.
 3. **torchrun with one process**: the same trainer launched by ``torchrun --nproc_per_node 1``
    (a short run), checking that the distributed path works on the device.
+4. **CIFAR-10N GPU profile** (with ``--cifar10n-index`` and ``--cifar10n-images``): plain
+   cross-entropy against the ``NoiseModel`` hook on the ``worse`` labels, seeds 0-2, through
+   ``benchmarks/cifar10n.py --profile gpu`` (all 50,000 images, a pre-activation ResNet-18);
+   resumable, so a second call finishes what a first one ran out of time for.
 
 Run it on a GPU machine::
 
     python benchmarks/gpu_check.py --out gpu_check [--ferplus DATA/ferplus --train-labels F]
+        [--cifar10n-index DATA/cifar10n_train_index.csv.gz --cifar10n-images DATA/cifar10]
 
 ``--quick`` runs every part at toy size on the CPU (CI keeps the script working)::
 
@@ -33,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+PARTS = ("paper", "ferplus", "torchrun", "cifar10n")
 SIZES: dict[str, dict[str, Any]] = {
     "gpu": {"n_train": 12271, "n_test": 3068, "image_size": 100, "epochs": 75,
             "batch_size": 64, "torchrun_epochs": 2},
@@ -74,15 +80,21 @@ class UtilisationSampler:
         return f"median {s[len(s) // 2]:.0f}%, mean {sum(s) / len(s):.0f}% over {len(s)} s"
 
 
-def paper_size_run(size: dict[str, Any], out: Path, device: str) -> dict[str, Any]:
-    """Part 1: ``full`` on RAF-DB-sized synthetic faces at the paper's settings."""
+def synthetic_data(size: dict[str, Any], out: Path) -> Path:
+    """The RAF-DB-sized synthetic faces of parts 1 and 3 (generated once under ``out``)."""
     from noisylabel.apps.fer.synthetic import SyntheticFaceConfig, generate_dataset
-    from noisylabel.apps.fer.train import TrainConfig, train
 
     config = SyntheticFaceConfig(n_train=size["n_train"], n_test=size["n_test"],
                                  image_size=size["image_size"], seed=0)
+    return generate_dataset(out / f"synthetic-{config.hash()}", config)
+
+
+def paper_size_run(size: dict[str, Any], out: Path, device: str) -> dict[str, Any]:
+    """Part 1: ``full`` on RAF-DB-sized synthetic faces at the paper's settings."""
+    from noisylabel.apps.fer.train import TrainConfig, train
+
     t0 = time.perf_counter()
-    root = generate_dataset(out / f"synthetic-{config.hash()}", config)
+    root = synthetic_data(size, out)
     generate_s = time.perf_counter() - t0
     cfg = TrainConfig(data=str(root), out=str(out / "paper_size"), noise=0.3, variant="full",
                       image_size=size["image_size"], epochs=size["epochs"],
@@ -115,7 +127,7 @@ def torchrun_run(size: dict[str, Any], out: Path, device: str) -> dict[str, Any]
     """Part 3: ``noisylabel-fer train`` under ``torchrun --nproc_per_node 1``."""
     from noisylabel.apps.fer.run_folder import SUMMARY
 
-    data = next(out.glob("synthetic-*"))
+    data = synthetic_data(size, out)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
            "-m", "noisylabel.apps.fer.cli", "train", "--data", str(data), "--noise", "0.3",
            "--image-size", str(size["image_size"]), "--epochs", str(size["torchrun_epochs"]),
@@ -128,6 +140,25 @@ def torchrun_run(size: dict[str, Any], out: Path, device: str) -> dict[str, Any]
             "final": summary["final"]}
 
 
+def cifar10n_runs(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """Part 4: the CIFAR-10N GPU profile (``ce`` and the hook on ``worse``, seeds 0-2); with
+    ``--quick``, that profile's network at toy size on the script's own fake images."""
+    cmd = [sys.executable, str(HERE / "cifar10n.py"), "--profile", "gpu", "--labels", "worse",
+           "--methods", "ce", "hook", "--work", str(out / "cifar10n")]
+    if args.quick:
+        cmd += ["--quick", "--device", "cpu"]
+    else:
+        cmd += ["--index", str(args.cifar10n_index), "--images", str(args.cifar10n_images),
+                "--seeds", "0", "1", "2", "--device", "cuda"]
+    t0 = time.perf_counter()
+    with UtilisationSampler() as gpu:
+        subprocess.run(cmd, check=True)
+    name = "quick-gpu" if args.quick else "gpu"
+    table = (out / "cifar10n" / name if args.quick else HERE / "results") / f"cifar10n_{name}.md"
+    return {"part": "CIFAR-10N gpu profile", "wall_s": time.perf_counter() - t0,
+            "gpu_utilisation": gpu.summary(), "table": str(table)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -135,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="toy sizes on the CPU (CI)")
     p.add_argument("--ferplus", type=Path, help="FER+ layout root (part 2 runs only with it)")
     p.add_argument("--train-labels", type=Path, help="FER2013's labels of the training images")
+    p.add_argument("--cifar10n-index", type=Path,
+                   help="cifar10n_train_index.csv.gz (part 4 runs only with it and the images)")
+    p.add_argument("--cifar10n-images", type=Path, help="CIFAR-10 JPEGs (train/<class>/...)")
+    p.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                   help="which parts to run, in this order")
     args = p.parse_args(argv)
     size = SIZES["quick" if args.quick else "gpu"]
     device = "cpu" if args.quick else "cuda"
@@ -144,13 +180,19 @@ def main(argv: list[str] | None = None) -> int:
         if not torch.cuda.is_available():
             p.error("no CUDA device: run with --quick on a CPU")
     args.out.mkdir(parents=True, exist_ok=True)
-    results = [paper_size_run(size, args.out, device)]
-    print(json.dumps(results[-1]), flush=True)
-    if args.ferplus is not None and not args.quick:
-        results.append(ferplus_runs(args, args.out))
-        print(json.dumps(results[-1]), flush=True)
-    results.append(torchrun_run(size, args.out, device))
-    print(json.dumps(results[-1]), flush=True)
+    parts = {
+        "paper": lambda: paper_size_run(size, args.out, device),
+        "ferplus": (lambda: ferplus_runs(args, args.out))
+        if args.ferplus is not None and not args.quick else None,
+        "torchrun": lambda: torchrun_run(size, args.out, device),
+        "cifar10n": (lambda: cifar10n_runs(args, args.out))
+        if args.quick or None not in (args.cifar10n_index, args.cifar10n_images) else None,
+    }
+    results = []
+    for name in args.parts:  # a part whose data was not given is skipped
+        if parts[name] is not None:
+            results.append(parts[name]())
+            print(json.dumps(results[-1]), flush=True)
     (args.out / "gpu_check.json").write_text(json.dumps(results, indent=2) + "\n")
     return 0
 

@@ -84,3 +84,62 @@ def test_hook_losses_train_and_return_w(bench, loss):
     assert extra["w"].shape == (48,) and np.isfinite(extra["w"]).all()
     assert [r["epoch"] for r in extra["reports"]] == [1, 2]
     assert np.isfinite(bench.predict(net, x)).all()
+
+
+def test_augment_crops_flips_and_keeps_the_layout(bench):
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.randn(16, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    out = bench.augment(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.is_contiguous(memory_format=torch.channels_last)
+    padded = F.pad(x, (4, 4, 4, 4))
+    found = set()
+    for img, pad in zip(out, padded, strict=True):  # each: one window of the padded image
+        views = {(dy, dx, flip): pad[:, dy:dy + 32, dx:dx + 32] for dy in range(9)
+                 for dx in range(9) for flip in (False, True)}
+        match = [k for k, v in views.items() if torch.equal(img, v.flip(2) if k[2] else v)]
+        assert len(match) == 1
+        found.add(match[0][2])
+    assert found == {False, True}  # 16 images: both flipped and unflipped ones
+
+
+def test_split_holds_out_a_seeded_fifth(bench):
+    data = {"train_x": np.arange(50)[:, None], "clean": np.arange(50) % 10,
+            "worse": (np.arange(50) + 1) % 10, "test_x": np.zeros((3, 1)), "test_y": np.zeros(3)}
+    x, y, yc, x_eval, y_eval = bench.split(data, "worse", "valid")
+    assert len(x) == 40 and len(x_eval) == 10
+    assert not set(x[:, 0]) & set(x_eval[:, 0])
+    assert np.array_equal(y, (x[:, 0] + 1) % 10) and np.array_equal(y_eval, x_eval[:, 0] % 10)
+    assert np.array_equal(bench.split(data, "worse", "valid")[3], x_eval)
+    x, y, yc, x_eval, y_eval = bench.split(data, "clean", "test")
+    assert len(x) == 50 and np.array_equal(y, yc) and len(y_eval) == 3
+
+
+def test_preact_resnet18_is_resnet18_sized(bench):
+    import torch
+
+    net = bench.make_net(64, "preact18")
+    assert sum(p.numel() for p in net.parameters()) == pytest.approx(11.17e6, rel=0.01)
+    small = bench.make_net(4, "preact18")
+    out = small(torch.zeros(2, 3, 32, 32))
+    assert out.shape == (2, 10)
+    with pytest.raises(RuntimeError):
+        small(torch.zeros(2, 1, 32, 32))  # three colour channels expected
+
+
+@pytest.mark.parametrize("augment", [True, False])
+def test_run_one_reports_the_accuracy_curve(bench, augment):
+    rng = np.random.default_rng(0)
+    clean = rng.integers(0, 10, 40)
+    data = {"train_x": rng.integers(0, 255, (40, 32, 32, 3), dtype=np.uint8), "clean": clean,
+            "worse": np.where(rng.random(40) < 0.3, (clean + 1) % 10, clean),
+            "test_x": rng.integers(0, 255, (12, 32, 32, 3), dtype=np.uint8),
+            "test_y": rng.integers(0, 10, 12)}
+    profile = {**bench.PROFILES["quick"], "epochs": 6, "warmup": 2, "augment": augment}
+    hook = {"loss": "q", "gate": False, "signal": "cosine", "per_class": False, "warmup": 2}
+    row = bench.run_one(data, "worse", "hook", 0, profile, "test", hook, device="cpu")
+    assert len(row["curve"]) == 6 and row["curve"][-1] == pytest.approx(row["test_acc"])
+    assert row["acc_last5"] == pytest.approx(np.mean(row["curve"][1:]))
+    assert row["acc_best"] == max(row["curve"]) and row["device"] == "cpu"
+    assert [f["epoch"] for f in row["fits"]] == [2, 3, 4, 5, 6]
