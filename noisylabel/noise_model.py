@@ -53,8 +53,11 @@ class FitReport:
     accepted : bool
         Whether w was replaced by this fit's posterior.
     reason : str
-        "accepted", "warmup" (epoch <= warmup), "not separated" (gate kept the last
-        accepted w), or "ungated" (gate off: the fit is used whatever its separation).
+        "accepted", "warmup" (epoch <= warmup), "no memorisation" (``wait_for_memorisation``:
+        the network does not yet predict the given label on more samples than the fit calls
+        clean, so w stays 1),
+        "not separated" (gate kept the last accepted w), or "ungated" (gate off: the fit is
+        used whatever its separation).
     separated, converged : bool
         From the global mixture.
     n_iter : int
@@ -69,6 +72,11 @@ class FitReport:
         Samples recorded since the last fit (summed over ranks).
     mean_w, frac_noisy : float
         Mean of w and fraction of w < 0.5 over all samples after the fit.
+    agreement : float
+        Share of the recorded samples whose predicted class (argmax of the recorded
+        prediction) is the given label: how much of the given labels the network fits.
+    fit_clean_share : float
+        Mean of this fit's w over the recorded samples: the share of them it calls clean.
     last_accepted_epoch : int or None
         Epoch of the last accepted fit.
     classes_accepted : list of bool
@@ -96,6 +104,8 @@ class FitReport:
     mean_w: float
     frac_noisy: float
     last_accepted_epoch: int | None
+    agreement: float = float("nan")
+    fit_clean_share: float = float("nan")
     classes_accepted: list[bool] = field(default_factory=list)
     per_class_fallback: list[int] = field(default_factory=list)
     flagged_classes: list[int] = field(default_factory=list)
@@ -124,7 +134,14 @@ class NoiseModel:
     * per-class fitting (``per_class``): one mixture per class with at least
       ``min_class_samples`` recorded samples and a separated fit; other classes use the
       global fit (whose separation is what the gate checks);
-    * mining rule (``mining_rule``, ``mining_margin``).
+    * mining rule (``mining_rule``, ``mining_margin``);
+    * wait for memorisation (``wait_for_memorisation``, off by default): no fit is adopted
+      while the share of recorded samples whose predicted class is their given label (the
+      ``agreement``) is at most the share the fit calls clean (the mean of its w), that is
+      before the network predicts any label the fit calls wrong; from the first adopted fit
+      on, the other rules alone decide. A network that does not fit the wrong labels has no
+      memorisation to undo, and taking labels away from it can cost more than the wrong ones
+      do ([When the network does not memorise][no-memorisation]).
 
     Paper-exact: ``warmup=0, gate=False, monotone=False, per_class=False,
     mining_rule="absolute"`` (every fit is used, separated or not).
@@ -157,6 +174,9 @@ class NoiseModel:
         Minimum recorded samples of a class for its own mixture.
     mixture_kwargs : dict, optional
         Extra [`BetaMixture`][noisylabel.mixture.BetaMixture] arguments.
+    wait_for_memorisation : bool
+        Adopt no fit before the network predicts the given label on more samples than the fit
+        calls clean (see the safeguards above).
 
     Attributes
     ----------
@@ -183,6 +203,7 @@ class NoiseModel:
         mining_margin: float = 0.0,
         min_class_samples: int = MIN_CLASS_SAMPLES,
         mixture_kwargs: dict[str, Any] | None = None,
+        wait_for_memorisation: bool = False,
     ) -> None:
         if num_samples < 1 or num_classes < 2:
             raise ValueError(
@@ -195,6 +216,7 @@ class NoiseModel:
         self.signal = get_signal(signal)
         self.warmup = warmup
         self.gate = gate
+        self.wait_for_memorisation = wait_for_memorisation
         self.per_class = per_class
         self.monotone = monotone
         self.min_class_samples = min_class_samples
@@ -330,8 +352,13 @@ class NoiseModel:
         self.signal_ = torch.full((self.num_samples,), float("nan"), device=self.device)
         self.signal_[seen_idx] = det.signal.to(torch.float32)
 
+        agreement = float((probs.argmax(1) == labels).float().mean().item())
+        clean_share = float(w_new.to(torch.float32).mean().item())
         if epoch <= self.warmup:
             reason = "warmup"
+        elif (self.wait_for_memorisation and self.last_accepted_epoch is None
+              and agreement <= clean_share):
+            reason = "no memorisation"
         elif not self.gate:
             reason = "ungated"
         elif bmm.separated_:
@@ -374,6 +401,8 @@ class NoiseModel:
             mean_w=float(stats[0]),
             frac_noisy=float(stats[1]),
             last_accepted_epoch=self.last_accepted_epoch,
+            agreement=agreement,
+            fit_clean_share=clean_share,
             classes_accepted=[bool(v) for v in self.miner.accepted_],
             per_class_fallback=fallback,
             flagged_classes=flagged,
