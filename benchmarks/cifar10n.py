@@ -586,58 +586,64 @@ def _ms(values: list[float], digits: int = 1) -> str:
     return f"{np.mean(v):.{digits}f} ± {np.std(v, ddof=1):.{digits}f}"
 
 
-def table(rows: list[dict[str, Any]], profile: dict[str, Any], name: str, hook: str) -> str:
-    """The markdown table (mean ± std over seeds, n per cell) and the per-seed hook - CE."""
+def method_label(row: dict[str, Any]) -> str:
+    """``ce``, ``cleanlab``, or ``hook `<settings>``` (hooks of different settings apart)."""
+    return f"hook `{row['hook']}`" if row["method"] == "hook" else row["method"]
+
+
+def table(rows: list[dict[str, Any]], profile: dict[str, Any], name: str) -> str:
+    """The markdown table (mean ± std over seeds, n per cell) and, per seed, each method's
+    accuracy against CE's and its detection F1 against cleanlab's."""
     n_train = rows[0]["n_train"] if rows else profile["n_train"]
     n_eval = rows[0]["n_eval"] if rows else "-"
     devices = ", ".join(sorted({r.get("device", "cpu") for r in rows})) or "-"
-    devices = devices.replace("cpu", "one CPU thread")
     lines = [
         f"# CIFAR-10N, profile `{name}`",
         "",
         f"{n_train} training images (seeded, class-stratified subset of 50,000), {n_eval} clean "
         f"evaluation images, network `{profile['arch']}` (width {profile['width']}), "
         f"{profile['epochs']} epochs, batch {profile['batch']}, one-cycle lr {profile['lr']}, "
-        f"{'crop + flip' if profile['augment'] else 'no augmentation'}, on {devices}; "
-        f"hook: `{hook}` (loss, plain-CE epochs, gate, signal); cleanlab: {profile['folds']}-fold "
-        "cross-validated probabilities + retrain without its flags. Accuracy on the clean "
-        "evaluation images after the last epoch (final), the mean of the last 5 epochs, and the "
-        "best epoch (optimistic: chosen on the evaluation images); detection against "
-        "`clean_label`. Mean ± std over seeds (n = seeds per cell), in %; wall time per run in "
-        "minutes.",
+        f"{'crop + flip' if profile['augment'] else 'no augmentation'}, on "
+        f"{devices.replace('cpu', 'one CPU thread')}; hook settings: loss, plain-CE epochs, "
+        f"gate, signal; cleanlab: {profile['folds']}-fold cross-validated probabilities + "
+        "retrain without its flags. Accuracy on the clean evaluation images after the last "
+        "epoch (final), the mean of the last 5 epochs, and the best epoch (optimistic: chosen "
+        "on the evaluation images); detection against `clean_label`; fits wrong: the share of "
+        "the wrongly labelled training images whose given label the final network predicts "
+        "(memorisation). Mean ± std over seeds (n = seeds per cell), in %; wall time per run "
+        "in minutes.",
         "",
         "| labels | noise | method | n | test acc | last 5 | best (optimistic) | precision "
-        "| recall | F1 | AUC | flagged | wall (min) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| recall | F1 | AUC | flagged | fits wrong | wall (min) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    methods = sorted({method_label(r) for r in rows},
+                     key=lambda m: (METHODS.index(m.split()[0]), m))
     for ls in [*LABEL_SETS, "clean"]:  # clean: the reference run on the true labels, if any
-        for m in METHODS:
-            sel = [r for r in rows if r["label_set"] == ls and r["method"] == m]
+        for m in methods:
+            sel = [r for r in rows if r["label_set"] == ls and method_label(r) == m]
             if not sel:
                 continue
-            def get(k: str, sel: list[dict[str, Any]] = sel) -> list[float]:
-                return [r.get(k, float("nan")) for r in sel]
-
-            lines.append(
-                f"| {ls} | {np.mean(get('noise')):.1f} | {m} | {len(sel)} | {_ms(get('test_acc'))} "
-                f"| {_ms(get('acc_last5'))} | {_ms(get('acc_best'))} | {_ms(get('precision'))} | {_ms(get('recall'))} | {_ms(get('f1'))} "
-                f"| {_ms(get('auc'))} | {_ms(get('flagged'))} "
-                f"| {_ms([r['wall_s'] / 60 for r in sel])} |")
-    lines += ["", "Per seed, test accuracy (hook - CE, cleanlab - CE) and detection F1 "
-              "(hook - cleanlab), in points:", "",
-              "| labels | seed | CE | hook | cleanlab | hook - CE | cleanlab - CE "
-              "| F1 hook - cleanlab |", "|---|---|---|---|---|---|---|---|"]
+            cells = [_ms([r.get(k, float("nan")) for r in sel])
+                     for k in ("test_acc", "acc_last5", "acc_best", "precision", "recall", "f1",
+                               "auc", "flagged", "fit_wrong")]
+            lines.append(f"| {ls} | {np.mean([r['noise'] for r in sel]):.1f} | {m} | {len(sel)} "
+                         f"| {' | '.join(cells)} | {_ms([r['wall_s'] / 60 for r in sel])} |")
+    lines += ["", "Per seed, test accuracy (final) against CE's and detection F1 against "
+              "cleanlab's, in points:", "",
+              "| labels | seed | method | test acc | - CE | F1 | F1 - cleanlab |",
+              "|---|---|---|---|---|---|---|"]
+    fmt = lambda v: "-" if v != v else f"{v:.1f}"  # noqa: E731
     for ls in LABEL_SETS:
-        seeds = sorted({r["seed"] for r in rows if r["label_set"] == ls})
-        for s in seeds:
-            by = {r["method"]: r for r in rows if r["label_set"] == ls and r["seed"] == s}
-            acc = {m: by[m]["test_acc"] if m in by else float("nan") for m in METHODS}
-            f1 = (by["hook"]["f1"] - by["cleanlab"]["f1"]) if {"hook", "cleanlab"} <= set(by) \
-                else float("nan")
-            fmt = lambda v: "-" if v != v else f"{v:.1f}"  # noqa: E731
-            lines.append(f"| {ls} | {s} | {fmt(acc['ce'])} | {fmt(acc['hook'])} "
-                         f"| {fmt(acc['cleanlab'])} | {fmt(acc['hook'] - acc['ce'])} "
-                         f"| {fmt(acc['cleanlab'] - acc['ce'])} | {fmt(f1)} |")
+        for seed in sorted({r["seed"] for r in rows if r["label_set"] == ls}):
+            by = {method_label(r): r for r in rows if r["label_set"] == ls and r["seed"] == seed}
+            ce = by.get("ce", {}).get("test_acc", float("nan"))
+            f1_cl = by.get("cleanlab", {}).get("f1", float("nan"))
+            for m in (m for m in methods if m in by and m != "ce"):
+                r = by[m]
+                f1 = r.get("f1", float("nan"))
+                lines.append(f"| {ls} | {seed} | {m} | {fmt(r['test_acc'])} "
+                             f"| {fmt(r['test_acc'] - ce)} | {fmt(f1)} | {fmt(f1 - f1_cl)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -662,26 +668,29 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    colours = {"ce": "#999999", "hook": "#1f77b4", "cleanlab": "#ff7f0e"}
-    for ax, key, title, methods in ((axes[0], "test_acc", "clean test accuracy (%)", METHODS),
-                                    (axes[1], "f1", "detection F1 (%)", ("hook", "cleanlab"))):
-        for j, m in enumerate(methods):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    methods = sorted({method_label(r) for r in rows},
+                     key=lambda m: (METHODS.index(m.split()[0]), m))
+    colours = dict(zip(methods, plt.get_cmap("tab10").colors, strict=False))
+    for ax, key, title in ((axes[0], "test_acc", "clean test accuracy (%)"),
+                           (axes[1], "f1", "detection F1 (%)")):
+        shown = [m for m in methods if any(key in r for r in rows if method_label(r) == m)]
+        for j, m in enumerate(shown):
             for i, ls in enumerate(LABEL_SETS):
-                vals = [r[key] for r in rows if r["label_set"] == ls and r["method"] == m
+                vals = [r[key] for r in rows if r["label_set"] == ls and method_label(r) == m
                         and key in r]
                 if not vals:
                     continue
-                xpos = i + (j - (len(methods) - 1) / 2) * 0.8 / len(methods)
-                ax.bar(xpos, np.mean(vals), 0.8 / len(methods), color=colours[m],
-                       label=m if i == 0 else None)
+                xpos = i + (j - (len(shown) - 1) / 2) * 0.8 / len(shown)
+                ax.bar(xpos, np.mean(vals), 0.8 / len(shown), color=colours[m],
+                       label=m.replace("`", "") if i == 0 else None)
                 ax.plot([xpos] * len(vals), vals, "k.", ms=4)
         ax.set_xticks(range(len(LABEL_SETS)), list(LABEL_SETS))
         ax.set_title(title)
         lo = min([r[key] for r in rows if key in r] or [0])
         ax.set_ylim(max(0, lo - 10), None)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -797,11 +806,10 @@ def main(argv: list[str] | None = None) -> int:
                           + (f", F1 {row['f1']:.1f}, AUC {row['auc']:.1f}" if "f1" in row else "")
                           + f" ({row['wall_s']:.0f} s)", flush=True)
     dest = work if args.quick else HERE / "results"
-    sel = [r for r in rows if r["protocol"] == "test"
-           and (r["method"] != "hook" or r.get("hook") == hook_tag(hook))]
+    sel = [r for r in rows if r["protocol"] == "test"]
     if sel and args.protocol == "test":  # validation runs leave the published table alone
         stem = dest / f"cifar10n_{name}"
-        stem.with_suffix(".md").write_text(table(sel, profile, name, hook_tag(hook)))
+        stem.with_suffix(".md").write_text(table(sel, profile, name))
         plot(sel, stem.with_suffix(".png"))
         print(f"wrote {stem}.md and .png")
     valid = [r for r in rows if r["protocol"] == "valid"]
