@@ -26,10 +26,7 @@ a pre-activation ResNet-18, 30 epochs, bf16 autocast (``--device cuda``). Method
   (``NoiseModel.targets``, with ``p`` the stats pass's prediction) with ``soft_target_kl``
   (``--hook-loss q``, the default), on the w-weighted cross-entropy (``--hook-loss wce``), or
   on ``forward_cross_entropy`` with ``T`` from ``estimate_noise_matrix`` on the stats pass
-  (``--hook-loss forward``; ``forward-true``: the true ``T``, an oracle). With ``--hook-wait``,
-  ``NoiseModel(wait_for_memorisation=True)``: no fit is adopted (plain cross-entropy goes on)
-  until the network predicts the given label on more images than the fit calls clean.
-  Detection: ``w < 0.5`` after the last epoch; AUC of ``1 - w``;
+  (``--hook-loss forward``; ``forward-true``: the true ``T``, an oracle). Detection: ``w < 0.5`` after the last epoch; AUC of ``1 - w``;
 - ``cleanlab``: K-fold cross-validated probabilities (each fold trained like ``ce``),
   ``cleanlab.filter.find_label_issues`` (its defaults), then the network retrained from scratch
   without the flagged samples. AUC of ``1 - get_label_quality_scores``.
@@ -432,8 +429,7 @@ def train(x: Any, y: np.ndarray, profile: dict[str, Any], seed: int, hook: dict[
         # the loop does its own warm-up (no stats pass before epoch ``warmup``), so the
         # NoiseModel's own warm-up stays 0 (its default): the first stats pass can be adopted
         nm = NoiseModel(num_samples=n, num_classes=len(CLASSES), gate=hook["gate"],
-                        per_class=hook["per_class"], signal=hook["signal"], device=dev,
-                        wait_for_memorisation=hook.get("wait", False))
+                        per_class=hook["per_class"], signal=hook["signal"], device=dev)
     stats_p = None  # the last stats pass's probabilities (hook)
     noise_matrix = None  # forward: T estimated from the last stats pass
     reports, curve = [], []
@@ -568,8 +564,7 @@ def run_one(data: dict[str, np.ndarray], label_set: str, method: str, seed: int,
 def hook_tag(hook: dict[str, Any]) -> str:
     """``q-w3-gate-cosine`` style name of the hook's settings (part of a run's key)."""
     return (f"{hook['loss']}-w{hook['warmup']}-{'gate' if hook['gate'] else 'nogate'}"
-            f"-{hook['signal']}" + ("-perclass" if hook["per_class"] else "")
-            + ("-wait" if hook.get("wait") else ""))
+            f"-{hook['signal']}" + ("-perclass" if hook["per_class"] else ""))
 
 
 def run_key(row: dict[str, Any]) -> str:
@@ -734,9 +729,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hook-per-class", action=argparse.BooleanOptionalAction, default=True,
                    help="NoiseModel(per_class=...): one mixture per class (this benchmark's "
                    "default; NoiseModel's is False)")
-    p.add_argument("--hook-wait", action="store_true",
-                   help="NoiseModel(wait_for_memorisation=True): adopt no fit before the network "
-                   "predicts the given label on more images than the fit calls clean")
     p.add_argument("--epochs", type=int, help="override the profile's epochs")
     p.add_argument("--n-train", type=int, help="override the profile's training subset size")
     p.add_argument("--width", type=int, help="override the profile's network width (channels of "
@@ -769,7 +761,7 @@ def main(argv: list[str] | None = None) -> int:
         profile["augment"] = args.augment
         name += "-aug" if args.augment else "-noaug"
     hook = {"loss": args.hook_loss, "gate": args.hook_gate == "on", "signal": args.hook_signal,
-            "per_class": args.hook_per_class, "wait": args.hook_wait,
+            "per_class": args.hook_per_class,
             "warmup": profile["warmup"] if args.hook_warmup is None else args.hook_warmup}
     work = args.work / name
     work.mkdir(parents=True, exist_ok=True)

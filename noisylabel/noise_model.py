@@ -53,11 +53,8 @@ class FitReport:
     accepted : bool
         Whether w was replaced by this fit's posterior.
     reason : str
-        "accepted", "warmup" (epoch <= warmup), "no memorisation" (``wait_for_memorisation``:
-        the network does not yet predict the given label on more samples than the fit calls
-        clean, so w stays 1),
-        "not separated" (gate kept the last accepted w), or "ungated" (gate off: the fit is
-        used whatever its separation).
+        "accepted", "warmup" (epoch <= warmup), "not separated" (gate kept the last
+        accepted w), or "ungated" (gate off: the fit is used whatever its separation).
     separated, converged : bool
         From the global mixture.
     n_iter : int
@@ -77,6 +74,9 @@ class FitReport:
         prediction) is the given label: how much of the given labels the network fits.
     fit_clean_share : float
         Mean of this fit's w over the recorded samples: the share of them it calls clean.
+        ``agreement`` well under it, epoch after epoch, says the network does not fit the
+        labels the fit calls wrong: it is not memorising, and the correction has little to
+        undo ([When the network does not memorise][no-memorisation]).
     last_accepted_epoch : int or None
         Epoch of the last accepted fit.
     classes_accepted : list of bool
@@ -104,8 +104,8 @@ class FitReport:
     mean_w: float
     frac_noisy: float
     last_accepted_epoch: int | None
-    agreement: float = float("nan")
-    fit_clean_share: float = float("nan")
+    agreement: float
+    fit_clean_share: float
     classes_accepted: list[bool] = field(default_factory=list)
     per_class_fallback: list[int] = field(default_factory=list)
     flagged_classes: list[int] = field(default_factory=list)
@@ -134,14 +134,7 @@ class NoiseModel:
     * per-class fitting (``per_class``): one mixture per class with at least
       ``min_class_samples`` recorded samples and a separated fit; other classes use the
       global fit (whose separation is what the gate checks);
-    * mining rule (``mining_rule``, ``mining_margin``);
-    * wait for memorisation (``wait_for_memorisation``, off by default): no fit is adopted
-      while the share of recorded samples whose predicted class is their given label (the
-      ``agreement``) is at most the share the fit calls clean (the mean of its w), that is
-      before the network predicts any label the fit calls wrong; from the first adopted fit
-      on, the other rules alone decide. A network that does not fit the wrong labels has no
-      memorisation to undo, and taking labels away from it can cost more than the wrong ones
-      do ([When the network does not memorise][no-memorisation]).
+    * mining rule (``mining_rule``, ``mining_margin``).
 
     Paper-exact: ``warmup=0, gate=False, monotone=False, per_class=False,
     mining_rule="absolute"`` (every fit is used, separated or not).
@@ -174,9 +167,6 @@ class NoiseModel:
         Minimum recorded samples of a class for its own mixture.
     mixture_kwargs : dict, optional
         Extra [`BetaMixture`][noisylabel.mixture.BetaMixture] arguments.
-    wait_for_memorisation : bool
-        Adopt no fit before the network predicts the given label on more samples than the fit
-        calls clean (see the safeguards above).
 
     Attributes
     ----------
@@ -203,7 +193,6 @@ class NoiseModel:
         mining_margin: float = 0.0,
         min_class_samples: int = MIN_CLASS_SAMPLES,
         mixture_kwargs: dict[str, Any] | None = None,
-        wait_for_memorisation: bool = False,
     ) -> None:
         if num_samples < 1 or num_classes < 2:
             raise ValueError(
@@ -216,7 +205,6 @@ class NoiseModel:
         self.signal = get_signal(signal)
         self.warmup = warmup
         self.gate = gate
-        self.wait_for_memorisation = wait_for_memorisation
         self.per_class = per_class
         self.monotone = monotone
         self.min_class_samples = min_class_samples
@@ -356,9 +344,6 @@ class NoiseModel:
         clean_share = float(w_new.to(torch.float32).mean().item())
         if epoch <= self.warmup:
             reason = "warmup"
-        elif (self.wait_for_memorisation and self.last_accepted_epoch is None
-              and agreement <= clean_share):
-            reason = "no memorisation"
         elif not self.gate:
             reason = "ungated"
         elif bmm.separated_:
