@@ -769,8 +769,8 @@ def main(argv: list[str] | None = None) -> int:
         args.index = make_fake_data(work / "fake")
         args.images = work / "fake"
         args.seeds = args.seeds[:1]
-    elif args.index is None or args.images is None:
-        p.error("--index and --images are required (or --quick)")
+    elif not args.table_only and (args.index is None or args.images is None):
+        p.error("--index and --images are required (or --quick, or --table-only)")
     if not args.table_only:
         cache = args.work / f"data-{profile['n_train']}-{profile['n_test'] or 'all'}.npz"
         data = load_data(args.index, args.images, cache, profile)
