@@ -396,9 +396,27 @@ def hook_loss(kind: str, logits: Any, y: Any, nm: Any, idx: Any, stats_p: Any,
     return soft_target_kl(logits, nm.targets(idx, y, stats_p[idx]))
 
 
+def make_optimizer(net: Any, profile: dict[str, Any], steps: int) -> tuple[Any, Any]:
+    """SGD (Nesterov momentum 0.9, weight decay 5e-4) and a one-cycle schedule stepped per
+    batch: the learning rate rises linearly to ``profile["lr"]`` over the first quarter of
+    ``steps``, then follows a cosine down to 0."""
+    import torch
+
+    opt = torch.optim.SGD(net.parameters(), lr=profile["lr"], momentum=0.9, weight_decay=5e-4,
+                          nesterov=True)
+    rise = max(1, steps // 4)
+
+    def factor(step: int) -> float:
+        if step < rise:
+            return (step + 1) / rise
+        return 0.5 * (1 + np.cos(np.pi * (step - rise) / max(1, steps - rise)))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
 def train(x: Any, y: np.ndarray, profile: dict[str, Any], seed: int, hook: dict[str, Any] | None
           = None, evaluate: tuple[Any, np.ndarray] | None = None) -> tuple[Any, dict[str, Any]]:
-    """Train the CNN on ``(x, y)``; with ``hook`` (``{"loss": "q" | "qy" | "pseudo" | "wce" |
+    """Train the profile's network on ``(x, y)`` (on ``x``'s device); with ``hook`` (``{"loss": "q" | "qy" | "pseudo" | "wce" |
     "forward" | "forward-true", ...}``; ``forward-true`` also needs ``"true_matrix"``) the
     NoiseModel loop. Returns the network and ``{"curve": [...]}``: the accuracy (%) on
     ``evaluate = (x_eval, y_eval)`` after every epoch (empty without ``evaluate``); with the
@@ -412,17 +430,7 @@ def train(x: Any, y: np.ndarray, profile: dict[str, Any], seed: int, hook: dict[
     dev = x.device
     net = make_net(profile["width"], profile["arch"]).to(dev)
     epochs, batch, n = profile["epochs"], profile["batch"], len(y)
-    steps = epochs * ((n + batch - 1) // batch)
-    opt = torch.optim.SGD(net.parameters(), lr=profile["lr"], momentum=0.9, weight_decay=5e-4,
-                          nesterov=True)
-    rise = max(1, steps // 4)  # one cycle: linear rise over a quarter, cosine decay to 0
-
-    def factor(step: int) -> float:
-        if step < rise:
-            return (step + 1) / rise
-        return 0.5 * (1 + np.cos(np.pi * (step - rise) / max(1, steps - rise)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    opt, sched = make_optimizer(net, profile, epochs * ((n + batch - 1) // batch))
     yt = torch.as_tensor(y, device=dev)
     nm = None
     if hook is not None:
@@ -463,7 +471,7 @@ def train(x: Any, y: np.ndarray, profile: dict[str, Any], seed: int, hook: dict[
             curve.append(100 * float((predict(net, evaluate[0]).argmax(1) == evaluate[1]).mean()))
     extra: dict[str, Any] = {"curve": curve}
     if nm is not None:
-        extra.update(w=nm.clean_probability.numpy().copy(), reports=reports)
+        extra.update(w=nm.clean_probability.cpu().numpy().copy(), reports=reports)
     return net, extra
 
 
