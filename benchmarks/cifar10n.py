@@ -429,6 +429,8 @@ def train(x: Any, y: np.ndarray, profile: dict[str, Any], seed: int, hook: dict[
     gen = torch.Generator().manual_seed(seed)  # batches and augmentation: drawn on the CPU
     dev = x.device
     net = make_net(profile["width"], profile["arch"]).to(dev)
+    if dev.type == "cuda":  # the images are channels-last (``to_tensor``): so the weights
+        net = net.to(memory_format=torch.channels_last)
     epochs, batch, n = profile["epochs"], profile["batch"], len(y)
     opt, sched = make_optimizer(net, profile, epochs * ((n + batch - 1) // batch))
     yt = torch.as_tensor(y, device=dev)
