@@ -673,7 +673,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     methods = sorted({method_label(r) for r in rows},
                      key=lambda m: (METHODS.index(m.split()[0]), m))
     colours = dict(zip(methods, plt.get_cmap("tab10").colors, strict=False))
@@ -694,9 +694,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_title(title)
         lo = min([r[key] for r in rows if key in r] or [0])
         ax.set_ylim(max(0, lo - 10), None)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()  # every method has an accuracy
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels) or 1), fontsize=8)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
