@@ -585,6 +585,8 @@ def _noise_model_row(report: FitReport, noise_model: NoiseModel, true_noisy: tor
         "miner_accepted": int(sum(report.classes_accepted)),
         "mean_w": report.mean_w,
         "frac_w_below_half": report.frac_noisy,
+        "agreement": report.agreement,  # against fit_clean_share: is the network memorising?
+        "fit_clean_share": report.fit_clean_share,
         "classes_all_flagged": "/".join(CLASS_NAMES[c] for c in report.flagged_classes),
     })
     w = noise_model.clean_probability.float().cpu()

@@ -37,8 +37,10 @@ def test_one_epoch_each_variant(tiny_faces: Path, tmp_path: Path, variant: str) 
     assert result["regime"].startswith("from scratch")
     if variant == "full":
         for key in ("l1", "lkld", "mu1", "mu2", "w_mean_clean", "w_mean_noisy", "noise_auc",
-                    "signal_auc", "gate", "miner_accepted", "bmm_alpha1"):
+                    "signal_auc", "gate", "miner_accepted", "bmm_alpha1", "agreement",
+                    "fit_clean_share"):
             assert key in row, key
+        assert 0.0 <= row["agreement"] <= 1.0 and 0.0 <= row["fit_clean_share"] <= 1.0
         assert row["mu1"] == 1.0  # epoch 1 <= beta
         assert row["gate"] == "warmup" and row["w_mean_clean"] == row["w_mean_noisy"] == 1.0
     else:
