@@ -1,6 +1,7 @@
 """The GPU check, in one go: does the FER application keep one GPU busy, and how fast is it?
 
-Three parts, each timed, each printing one summary line and writing ``gpu_check.json``:
+Four parts, each timed, each printing one summary line and writing ``gpu_check.json``
+(``--parts`` picks some of them):
 
 1. **Paper size on synthetic faces**: RAF-DB-sized built-in data (12,271 train / 3,068 test at
    100 px), ``full``, the paper's 75 epochs, AMP: wall time, training images per second, and
