@@ -26,7 +26,8 @@ a pre-activation ResNet-18, 30 epochs, bf16 autocast (``--device cuda``). Method
   (``NoiseModel.targets``, with ``p`` the stats pass's prediction) with ``soft_target_kl``
   (``--hook-loss q``, the default), on the w-weighted cross-entropy (``--hook-loss wce``), or
   on ``forward_cross_entropy`` with ``T`` from ``estimate_noise_matrix`` on the stats pass
-  (``--hook-loss forward``; ``forward-true``: the true ``T``, an oracle). Detection: ``w < 0.5`` after the last epoch; AUC of ``1 - w``;
+  (``--hook-loss forward``; ``forward-true``: the true ``T``, an oracle). Detection: ``w < 0.5``
+  after the last epoch; AUC of ``1 - w``;
 - ``cleanlab``: K-fold cross-validated probabilities (each fold trained like ``ce``),
   ``cleanlab.filter.find_label_issues`` (its defaults), then the network retrained from scratch
   without the flagged samples. AUC of ``1 - get_label_quality_scores``.
