@@ -417,11 +417,11 @@ def make_optimizer(net: Any, profile: dict[str, Any], steps: int) -> tuple[Any, 
 
 def train(x: Any, y: np.ndarray, profile: dict[str, Any], seed: int, hook: dict[str, Any] | None
           = None, evaluate: tuple[Any, np.ndarray] | None = None) -> tuple[Any, dict[str, Any]]:
-    """Train the profile's network on ``(x, y)`` (on ``x``'s device); with ``hook`` (``{"loss": "q" | "qy" | "pseudo" | "wce" |
-    "forward" | "forward-true", ...}``; ``forward-true`` also needs ``"true_matrix"``) the
-    NoiseModel loop. Returns the network and ``{"curve": [...]}``: the accuracy (%) on
-    ``evaluate = (x_eval, y_eval)`` after every epoch (empty without ``evaluate``); with the
-    hook also ``"w"`` and ``"reports"``."""
+    """Train the profile's network on ``(x, y)`` (on ``x``'s device); with ``hook``
+    (``{"loss": "q" | "qy" | "pseudo" | "wce" | "forward" | "forward-true", ...}``;
+    ``forward-true`` also needs ``"true_matrix"``) the NoiseModel loop. Returns the network
+    and ``{"curve": [...]}``: the accuracy (%) on ``evaluate = (x_eval, y_eval)`` after every
+    epoch (empty without ``evaluate``); with the hook also ``"w"`` and ``"reports"``."""
     import torch
 
     from noisylabel import NoiseModel, estimate_noise_matrix
@@ -662,7 +662,8 @@ def runs_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         lines.append(f"| {r['label_set']} | {r['method']} | {r.get('hook', '-')} | {r['seed']} "
                      f"| {r['n_train']} / {r['n_eval']} | {r['test_acc']:.1f} "
-                     f"| {fmt(r, 'acc_last5')} | {fmt(r, 'acc_best')} | {fmt(r, 'precision')} | {fmt(r, 'recall')} | {fmt(r, 'f1')} "
+                     f"| {fmt(r, 'acc_last5')} | {fmt(r, 'acc_best')} | {fmt(r, 'precision')} "
+                     f"| {fmt(r, 'recall')} | {fmt(r, 'f1')} "
                      f"| {fmt(r, 'auc')} | {r['wall_s'] / 60:.1f} |")
     return "\n".join(lines) + "\n"
 
