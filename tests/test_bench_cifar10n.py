@@ -143,3 +143,36 @@ def test_run_one_reports_the_accuracy_curve(bench, augment):
     assert row["acc_last5"] == pytest.approx(np.mean(row["curve"][1:]))
     assert row["acc_best"] == max(row["curve"]) and row["device"] == "cpu"
     assert [f["epoch"] for f in row["fits"]] == [2, 3, 4, 5, 6]
+
+
+def test_one_cycle_schedule_rises_then_decays_to_zero(bench):
+    import torch
+
+    net = torch.nn.Linear(2, 2)
+    opt, sched = bench.make_optimizer(net, {"lr": 0.1}, steps=100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    peak = int(np.argmax(lrs))
+    assert 20 <= peak <= 25 and max(lrs) == pytest.approx(0.1)
+    assert np.all(np.diff(lrs[:peak + 1]) > 0) and np.all(np.diff(lrs[peak:]) <= 0)
+    assert lrs[-1] < 1e-3
+
+
+def test_table_has_one_row_per_hook_setting(bench):
+    def row(method, seed, acc, hook=None, f1=None):
+        r = {"label_set": "worse", "method": method, "seed": seed, "test_acc": acc,
+             "acc_last5": acc, "acc_best": acc, "noise": 40.0, "wall_s": 60.0,
+             "n_train": 100, "n_eval": 50, "fit_wrong": 90.0}
+        return r | ({"hook": hook} if hook else {}) | ({"f1": f1} if f1 else {})
+
+    rows = [row("ce", 0, 50.0), row("hook", 0, 54.0, "q-a", 70.0),
+            row("hook", 0, 48.0, "q-b", 60.0), row("cleanlab", 0, 52.0, f1=65.0)]
+    text = bench.table(rows, bench.PROFILES["cpu-noaug"], "cpu-noaug")
+    assert text.count("| worse | 40.0 | hook `q-a` |") == 1
+    assert text.count("| worse | 40.0 | hook `q-b` |") == 1
+    assert "| worse | 0 | hook `q-a` | 54.0 | 4.0 | 70.0 | 5.0 |" in text
+    assert "| worse | 0 | hook `q-b` | 48.0 | -2.0 | 60.0 | -5.0 |" in text
+    assert "no augmentation" in text
