@@ -4,11 +4,14 @@ The ranks meet through a file in the test's own folder, so no port can be taken 
 test between a probe and the bind; and they leave after a barrier, so no rank tears its
 connections down while another still reads from them (which gloo answers with ``SIGABRT``,
 "terminate called without an active exception"). ``noisylabel.apps.fer.distributed.teardown``
-leaves the same way.
+leaves the same way. Before the barrier, garbage is collected: an autograd graph through a
+collective (``AverageAnchor(sync=True)``) can keep gloo work objects alive until the
+interpreter exits, and freeing them then aborts the process the same way.
 """
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -24,6 +27,7 @@ def gloo_group(rank: int, world_size: int, folder: str) -> Iterator[None]:
                             world_size=world_size)
     try:
         yield
+        gc.collect()
         dist.barrier()
     finally:
         dist.destroy_process_group()

@@ -71,19 +71,25 @@ def _sync_inputs() -> tuple[torch.Tensor, torch.Tensor]:
     return f, upstream
 
 
+def _sync_step(rank: int) -> dict[str, torch.Tensor]:
+    """One synced forward and backward on this rank's share; plain tensors back (the autograd
+    graph, which holds the collectives' work, dies with this frame, inside the group)."""
+    f, upstream = _sync_inputs()
+    part = slice(sum(SIZES[:rank]), sum(SIZES[: rank + 1]))
+    layer = AverageAnchor(4, sync=True)
+    with torch.no_grad():
+        layer.a.mul_(torch.arange(1.0, 5.0))
+    mine = f[part].clone().requires_grad_(True)
+    out_r = layer(mine)
+    (out_r * upstream[part]).sum().backward()
+    dist.all_reduce(layer.a.grad)  # what DDP does with parameter gradients (as a sum)
+    return {"out": out_r.detach().clone(), "f_grad": mine.grad.clone(),
+            "a_grad": layer.a.grad.clone(), "running_mean": layer.running_mean.clone()}
+
+
 def _sync_worker(rank: int, out: str) -> None:
     with gloo_group(rank, len(SIZES), out):
-        f, upstream = _sync_inputs()
-        part = slice(sum(SIZES[:rank]), sum(SIZES[: rank + 1]))
-        layer = AverageAnchor(4, sync=True)
-        with torch.no_grad():
-            layer.a.mul_(torch.arange(1.0, 5.0))
-        mine = f[part].clone().requires_grad_(True)
-        out_r = layer(mine)
-        (out_r * upstream[part]).sum().backward()
-        dist.all_reduce(layer.a.grad)  # what DDP does with parameter gradients (as a sum)
-        torch.save({"out": out_r.detach(), "f_grad": mine.grad, "a_grad": layer.a.grad,
-                    "running_mean": layer.running_mean}, Path(out) / f"rank{rank}.pt")
+        torch.save(_sync_step(rank), Path(out) / f"rank{rank}.pt")
 
 
 def test_sync_anchor_is_the_global_batch_mean_with_its_gradient(tmp_path: Path):
