@@ -340,8 +340,6 @@ class NoiseModel:
         self.signal_ = torch.full((self.num_samples,), float("nan"), device=self.device)
         self.signal_[seen_idx] = det.signal.to(torch.float32)
 
-        agreement = float((probs.argmax(1) == labels).float().mean().item())
-        clean_share = float(w_new.to(torch.float32).mean().item())
         if epoch <= self.warmup:
             reason = "warmup"
         elif not self.gate:
@@ -369,7 +367,10 @@ class NoiseModel:
         self._probs.zero_()
         self._count.zero_()
         self._labels.fill_(-1)  # stale labels would win the next all-reduce's maximum
-        stats = torch.stack([self._w.mean(), (self._w < 0.5).float().mean()]).tolist()
+        stats = torch.stack([  # one transfer to the host
+            self._w.mean(), (self._w < 0.5).float().mean(),
+            (probs.argmax(1) == labels).float().mean(), w_new.to(torch.float32).mean(),
+        ]).tolist()
         return FitReport(
             epoch=epoch,
             accepted=accepted,
@@ -386,8 +387,8 @@ class NoiseModel:
             mean_w=float(stats[0]),
             frac_noisy=float(stats[1]),
             last_accepted_epoch=self.last_accepted_epoch,
-            agreement=agreement,
-            fit_clean_share=clean_share,
+            agreement=float(stats[2]),
+            fit_clean_share=float(stats[3]),
             classes_accepted=[bool(v) for v in self.miner.accepted_],
             per_class_fallback=fallback,
             flagged_classes=flagged,
