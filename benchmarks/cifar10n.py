@@ -597,6 +597,12 @@ def method_label(row: dict[str, Any]) -> str:
     return f"hook `{row['hook']}`" if row["method"] == "hook" else row["method"]
 
 
+def ordered_methods(rows: list[dict[str, Any]]) -> list[str]:
+    """The ``method_label``s among ``rows``: ce, then the hooks (by settings), then cleanlab."""
+    return sorted({method_label(r) for r in rows},
+                  key=lambda m: (METHODS.index(m.split()[0]), m))
+
+
 def table(rows: list[dict[str, Any]], profile: dict[str, Any], name: str) -> str:
     """The markdown table (mean ± std over seeds, n per cell) and, per seed, each method's
     accuracy against CE's and its detection F1 against cleanlab's."""
@@ -623,8 +629,7 @@ def table(rows: list[dict[str, Any]], profile: dict[str, Any], name: str) -> str
         "| recall | F1 | AUC | flagged | fits wrong | wall (min) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    methods = sorted({method_label(r) for r in rows},
-                     key=lambda m: (METHODS.index(m.split()[0]), m))
+    methods = ordered_methods(rows)
     for ls in [*LABEL_SETS, "clean"]:  # clean: the reference run on the true labels, if any
         for m in methods:
             sel = [r for r in rows if r["label_set"] == ls and method_label(r) == m]
@@ -676,8 +681,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    methods = sorted({method_label(r) for r in rows},
-                     key=lambda m: (METHODS.index(m.split()[0]), m))
+    methods = ordered_methods(rows)
     colours = dict(zip(methods, plt.get_cmap("tab10").colors, strict=False))
     for ax, key, title in ((axes[0], "test_acc", "clean test accuracy (%)"),
                            (axes[1], "f1", "detection F1 (%)")):
@@ -704,6 +708,22 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- main
+
+
+def resolve_device(name: str, parser: argparse.ArgumentParser) -> str:
+    """``--device``: ``auto`` is cuda where there is one, else cpu; anything else must name a
+    torch device this machine has (a parser error names the value otherwise)."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except RuntimeError as err:
+        parser.error(f"--device {name!r}: {err}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {name!r}: no CUDA device on this machine")
+    return name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -755,11 +775,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick and args.profile != "cpu":  # the profile's network, at toy size
         profile["arch"] = PROFILES[args.profile]["arch"]
         name += f"-{args.profile}"
-    device = args.device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.epochs:  # overrides get a work folder of their own (run keys do not hold sizes)
         profile["epochs"] = args.epochs
         name += f"-e{args.epochs}"
@@ -784,6 +799,7 @@ def main(argv: list[str] | None = None) -> int:
     elif not args.table_only and (args.index is None or args.images is None):
         p.error("--index and --images are required (or --quick, or --table-only)")
     if not args.table_only:
+        device = resolve_device(args.device, p)
         cache = args.work / f"data-{profile['n_train']}-{profile['n_test'] or 'all'}.npz"
         data = load_data(args.index, args.images, cache, profile)
         print(f"data: {len(data['clean'])} training images, {len(data['test_y'])} test images; "

@@ -176,3 +176,20 @@ def test_table_has_one_row_per_hook_setting(bench):
     assert "| worse | 0 | hook `q-a` | 54.0 | 4.0 | 70.0 | 5.0 |" in text
     assert "| worse | 0 | hook `q-b` | 48.0 | -2.0 | 60.0 | -5.0 |" in text
     assert "no augmentation" in text
+
+
+def test_resolve_device_names_a_bad_value(bench, capsys):
+    import argparse
+
+    import torch
+
+    p = argparse.ArgumentParser(prog="cifar10n.py")
+    assert bench.resolve_device("cpu", p) == "cpu"
+    assert bench.resolve_device("auto", p) == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(SystemExit):
+        bench.resolve_device("banana", p)
+    assert "--device 'banana'" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            bench.resolve_device("cuda", p)
+        assert "no CUDA device" in capsys.readouterr().err
